@@ -1,0 +1,230 @@
+#define _GNU_SOURCE
+#include "CSmolVMShims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+
+static void child_fail(int report_fd, int err) {
+    ssize_t ignored = write(report_fd, &err, sizeof(err));
+    (void)ignored;
+    _exit(127);
+}
+
+int smolvm_spawn(const char *path, char *const argv[], char *const envp[],
+                 const int *fd_map, int fd_count, const char *cwd, int flags,
+                 pid_t *pid_out) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(report[0]);
+        close(report[1]);
+        return err;
+    }
+    if (pid == 0) {
+        // Only async-signal-safe calls from here on.
+        if (flags & SMOLVM_SPAWN_DIE_WITH_PARENT) {
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report[1], errno);
+            // The parent may have died between fork and prctl.
+            if (getppid() != parent) _exit(137);
+        }
+        if (flags & SMOLVM_SPAWN_NEW_SESSION) {
+            if (setsid() < 0) child_fail(report[1], errno);
+        } else if (flags & SMOLVM_SPAWN_PROCESS_GROUP) {
+            if (setpgid(0, 0) != 0) child_fail(report[1], errno);
+        }
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP) continue;
+            signal(sig, SIG_DFL);
+        }
+        // Move every source above the target range first so dup2 never clobbers
+        // a source that is still needed.
+        int moved[64];
+        if (fd_count > 64) child_fail(report[1], EINVAL);
+        int floor = fd_count > report[1] ? fd_count : report[1] + 1;
+        for (int i = 0; i < fd_count; i++) {
+            if (fd_map[i] < 0) { moved[i] = -1; continue; }
+            moved[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, floor);
+            if (moved[i] < 0) child_fail(report[1], errno);
+        }
+        for (int i = 0; i < fd_count; i++) {
+            if (moved[i] < 0) {
+                close(i);
+                continue;
+            }
+            if (dup2(moved[i], i) < 0) child_fail(report[1], errno);
+        }
+        if ((flags & SMOLVM_SPAWN_CONTROLLING_TTY) && ioctl(0, TIOCSCTTY, 0) != 0)
+            child_fail(report[1], errno);
+        // Close everything else except the report pipe, which is close-on-exec.
+        for (int fd = fd_count; fd < 1024; fd++) {
+            if (fd != report[1]) close(fd);
+        }
+        syscall(SYS_close_range, 1024, ~0U, 0);
+        if (cwd && cwd[0] && chdir(cwd) != 0) child_fail(report[1], errno);
+        execve(path, argv, envp);
+        child_fail(report[1], errno);
+    }
+    close(report[1]);
+    int child_err = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &child_err, sizeof(child_err));
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == sizeof(child_err)) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return child_err;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int smolvm_reboot_restart(void) { return reboot(RB_AUTOBOOT) == 0 ? 0 : errno; }
+int smolvm_reboot_power_off(void) { return reboot(RB_POWER_OFF) == 0 ? 0 : errno; }
+
+int smolvm_vsock_listen(unsigned int port) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_vm addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = port;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 16) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int smolvm_signalfd_init(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -errno;
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+int smolvm_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do {
+        n = read(fd, &info, sizeof(info));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN ? 0 : -errno;
+    if (n != sizeof(info)) return 0;
+    return (int)info.ssi_signo;
+}
+
+int smolvm_openpty(int *master, int *slave, unsigned short rows, unsigned short cols) {
+    struct winsize ws;
+    memset(&ws, 0, sizeof(ws));
+    ws.ws_row = rows ? rows : 24;
+    ws.ws_col = cols ? cols : 80;
+    if (openpty(master, slave, NULL, NULL, &ws) != 0) return errno;
+    fcntl(*master, F_SETFD, FD_CLOEXEC);
+    fcntl(*slave, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+int smolvm_set_window_size(int fd, unsigned short rows, unsigned short cols) {
+    struct winsize ws;
+    memset(&ws, 0, sizeof(ws));
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    return ioctl(fd, TIOCSWINSZ, &ws) == 0 ? 0 : errno;
+}
+
+unsigned long long smolvm_process_start_time(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    p++;
+    // p now points before field 3; start time is field 22.
+    int field = 2;
+    while (*p && field < 22) {
+        if (*p == ' ') field++;
+        p++;
+    }
+    return strtoull(p, NULL, 10);
+}
+
+int smolvm_configure_interface(const char *name, uint32_t address_be, int prefix, uint32_t gateway_be) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int err = 0;
+    if (address_be != 0) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = address_be;
+        if (ioctl(fd, SIOCSIFADDR, &ifr) != 0) { err = errno; goto out; }
+        uint32_t mask = prefix == 0 ? 0 : htonl(~((1u << (32 - prefix)) - 1));
+        sin->sin_addr.s_addr = mask;
+        if (ioctl(fd, SIOCSIFNETMASK, &ifr) != 0) { err = errno; goto out; }
+    }
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) { err = errno; goto out; }
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) { err = errno; goto out; }
+    if (gateway_be != 0) {
+        struct rtentry route;
+        memset(&route, 0, sizeof(route));
+        struct sockaddr_in *dst = (struct sockaddr_in *)&route.rt_dst;
+        struct sockaddr_in *gw = (struct sockaddr_in *)&route.rt_gateway;
+        struct sockaddr_in *mask = (struct sockaddr_in *)&route.rt_genmask;
+        dst->sin_family = AF_INET;
+        gw->sin_family = AF_INET;
+        gw->sin_addr.s_addr = gateway_be;
+        mask->sin_family = AF_INET;
+        route.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (ioctl(fd, SIOCADDRT, &route) != 0 && errno != EEXIST) { err = errno; goto out; }
+    }
+out:
+    close(fd);
+    return err;
+}
+
+int smolvm_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int smolvm_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }

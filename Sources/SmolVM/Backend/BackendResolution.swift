@@ -1,0 +1,123 @@
+import Foundation
+
+/// Which backend a sandbox will use, where that choice came from, and why.
+///
+/// Applications and `smolvm doctor` show the same value. The order is: the
+/// explicit choice (configuration or `--backend`), then `SMOLVM_BACKEND`, then
+/// the platform default (`auto`). `auto` takes Firecracker on Linux when it is
+/// usable and QEMU otherwise; an explicitly named backend never falls back.
+public struct BackendResolution: Sendable, Equatable {
+    public enum Source: String, Sendable, Codable {
+        case argument
+        case environment
+        case platformDefault = "default"
+    }
+
+    public var requested: BackendPreference
+    public var source: Source
+    public var backend: BackendKind
+    public var reason: String
+
+    /// Resolves without starting anything. Throws, naming what is missing and
+    /// how to fix it, when the requested backend cannot run on `host`.
+    public static func resolve(explicit: BackendPreference?, host: HostFacts) throws -> BackendResolution {
+        let requested: BackendPreference
+        let source: Source
+        if let explicit {
+            requested = explicit
+            source = .argument
+        } else if let raw = host.environment["SMOLVM_BACKEND"], !raw.trimmingCharacters(in: .whitespaces).isEmpty {
+            requested = try BackendPreference(parsing: raw)
+            source = .environment
+        } else {
+            requested = .auto
+            source = .platformDefault
+        }
+        let firecracker = FirecrackerAvailability.check(host)
+        let qemu = QEMUAvailability.check(host)
+        switch requested {
+        case .firecracker:
+            if let problem = firecracker.problem {
+                throw SmolVMError(.hostUnsupported, "Firecracker cannot run on this host: \(problem)")
+            }
+            return BackendResolution(requested: requested, source: source, backend: .firecracker, reason: "requested explicitly (\(source.rawValue))")
+        case .qemu:
+            if let problem = qemu.problem {
+                throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(problem)")
+            }
+            return BackendResolution(requested: requested, source: source, backend: .qemu, reason: "requested explicitly (\(source.rawValue))")
+        case .auto:
+            if host.operatingSystem == "linux", firecracker.problem == nil {
+                return BackendResolution(requested: requested, source: source, backend: .firecracker, reason: "Firecracker is installed and KVM is usable")
+            }
+            if qemu.problem == nil {
+                let why = host.operatingSystem == "linux"
+                    ? "Firecracker is not usable (\(firecracker.problem ?? "")); using QEMU with \(qemu.accelerator?.accelerator.rawValue ?? "tcg")"
+                    : "QEMU is the default on \(host.operatingSystem)"
+                return BackendResolution(requested: requested, source: source, backend: .qemu, reason: why)
+            }
+            throw SmolVMError(
+                .hostUnsupported,
+                "No usable backend on this host.\n  firecracker: \(firecracker.problem ?? "ok")\n  qemu: \(qemu.problem ?? "ok")")
+        }
+    }
+}
+
+/// Whether Firecracker can run here; the first problem found, with its fix.
+public struct FirecrackerAvailability: Sendable {
+    public var binary: String?
+    public var kvm: KVMState
+    public var problem: String?
+
+    public static func locate(_ host: HostFacts) -> String? {
+        if let explicit = host.environment["SMOLVM_FIRECRACKER"], !explicit.isEmpty {
+            return host.fileExists(explicit) ? explicit : nil
+        }
+        let home = SmolVMPaths.fromEnvironment(host.environment).home.appendingPathComponent("bin/firecracker").path
+        if host.fileExists(home) { return home }
+        return host.which("firecracker")
+    }
+
+    public static func check(_ host: HostFacts) -> FirecrackerAvailability {
+        let kvm = KVMState.detect(host)
+        let binary = locate(host)
+        var problem: String?
+        if host.operatingSystem != "linux" {
+            problem = "Firecracker runs only on Linux with KVM; use --backend qemu on \(host.operatingSystem)"
+        } else if !kvm.isUsable {
+            problem = "\(kvm.summary). Fix: \(kvm.fix ?? ""); or use --backend qemu"
+        } else if binary == nil {
+            problem =
+                "the firecracker binary was not found (SMOLVM_FIRECRACKER, ~/.smolvm/bin, PATH). Fix: download a release from github.com/firecracker-microvm/firecracker/releases and put firecracker on PATH; or use --backend qemu"
+        } else {
+            problem = "this build of SmolVM does not include the Firecracker backend yet; use --backend qemu"
+        }
+        return FirecrackerAvailability(binary: binary, kvm: kvm, problem: problem)
+    }
+}
+
+/// Whether QEMU can run here; the first problem found, with its fix.
+public struct QEMUAvailability: Sendable {
+    public var binary: String?
+    public var accelerator: AcceleratorChoice?
+    public var problem: String?
+
+    public static func systemBinaryName(_ host: HostFacts) -> String {
+        "qemu-system-\(host.architecture == "aarch64" ? "aarch64" : "x86_64")"
+    }
+
+    public static func check(_ host: HostFacts) -> QEMUAvailability {
+        let name = systemBinaryName(host)
+        let binary = host.environment["SMOLVM_QEMU"].flatMap { host.fileExists($0) ? $0 : nil } ?? host.which(name)
+        guard let binary else {
+            let fix = host.operatingSystem == "macos" ? "brew install qemu" : "sudo apt-get install -y qemu-system-x86 qemu-utils (or run smolvm setup)"
+            return QEMUAvailability(binary: nil, accelerator: nil, problem: "\(name) was not found in PATH. Fix: \(fix)")
+        }
+        do {
+            let accelerator = try AcceleratorChoice.resolve(host)
+            return QEMUAvailability(binary: binary, accelerator: accelerator, problem: nil)
+        } catch {
+            return QEMUAvailability(binary: binary, accelerator: nil, problem: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// Where SmolVM keeps its files: `SMOLVM_HOME`, default `~/.smolvm`.
+///
+/// ```
+/// kernels/        built guest kernels (vmlinux-KEY) and current.json
+/// images/NAME/    root file systems (rootfs-KEY.ext4) and current.json
+/// cache/          slow intermediate artifacts (debootstrap trees)
+/// build/          scratch space for builds in progress
+/// run/ID/         one running sandbox: sockets, overlay, console log, lock
+/// ```
+public struct SmolVMPaths: Sendable, Equatable {
+    public let home: URL
+
+    public init(home: URL) { self.home = home.standardizedFileURL }
+
+    /// `SMOLVM_HOME` from `environment`, else `~/.smolvm`.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> SmolVMPaths
+    {
+        if let value = environment["SMOLVM_HOME"], !value.isEmpty {
+            let url = URL(fileURLWithPath: value, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            return SmolVMPaths(home: url.absoluteURL)
+        }
+        let home = environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
+        return SmolVMPaths(home: home.appendingPathComponent(".smolvm"))
+    }
+
+    public var kernels: URL { home.appendingPathComponent("kernels") }
+    public var images: URL { home.appendingPathComponent("images") }
+    public var cache: URL { home.appendingPathComponent("cache") }
+    public var build: URL { home.appendingPathComponent("build") }
+    public var run: URL { home.appendingPathComponent("run") }
+
+    public func image(_ name: String) -> URL { images.appendingPathComponent(name) }
+    public func runtime(_ id: String) -> URL { run.appendingPathComponent(id) }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import SmolVMProtocol
+import SmolVMSystem
+import Synchronization
+
+/// Boots sandboxes with `qemu-system-*` on a `microvm` machine.
+struct QEMUBackend: Backend {
+    let binary: String
+    var kind: BackendKind { .qemu }
+
+    func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine {
+        let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
+        for socket in [paths.agentSocket, paths.qmpSocket] where socket.path.utf8.count > UnixSocket.maxPathLength {
+            throw SmolVMError(
+                .invalidArgument,
+                "the socket path \(socket.path) is longer than the \(UnixSocket.maxPathLength) bytes Unix sockets allow; set SMOLVM_HOME to a shorter directory"
+            )
+        }
+        // Sockets left by a crashed run would make QEMU fail to bind.
+        for stale in [paths.agentSocket, paths.qmpSocket] { unlink(stale.path) }
+        try await createOverlay(paths.overlay, over: spec.rootImage)
+
+        let commandLine = QEMUCommandLine(binary: binary, spec: spec, paths: paths)
+        logger.debug("starting \(commandLine.arguments.joined(separator: " "))")
+        let log = try FileDescriptor.open(paths.vmmLog.path, [.writeOnly, .create, .truncate], mode: 0o644)
+        defer { log.close() }
+        let null = try FileDescriptor.open("/dev/null", .readOnly)
+        defer { null.close() }
+        let arguments = commandLine.arguments
+        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let pid = try await SpawnThread.shared.run {
+            try Spawn.start(
+                path: arguments[0], arguments: arguments, environment: environment,
+                fileDescriptors: [null, log, log], options: [.newSession, .dieWithParent])
+        }
+        let machine = QEMUMachine(pid: pid, paths: paths, logger: logger)
+        do {
+            try await machine.connect(timeout: spec.bootTimeout)
+        } catch {
+            await machine.kill()
+            throw error
+        }
+        return machine
+    }
+
+    /// A copy-on-write qcow2 layer over the shared base image: creating a
+    /// sandbox copies nothing large, and the base is never written.
+    private func createOverlay(_ overlay: URL, over base: URL) async throws {
+        let qemuImg = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("qemu-img").path
+        let tool = FileManager.default.isExecutableFile(atPath: qemuImg) ? qemuImg : "qemu-img"
+        guard Subprocess.which(tool) != nil else {
+            throw SmolVMError(.notFound, "qemu-img was not found. Fix: sudo apt-get install -y qemu-utils")
+        }
+        try await Subprocess.check([tool, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base.path, overlay.path])
+    }
+}
+
+/// A running QEMU process.
+final class QEMUMachine: VirtualMachine, @unchecked Sendable {
+    let pid: pid_t
+    let paths: QEMURuntimePaths
+    let watcher: ProcessWatcher
+    private let logger: Logger
+    private var client: AgentClient?
+    var backend: BackendKind { .qemu }
+
+    init(pid: pid_t, paths: QEMURuntimePaths, logger: Logger) {
+        self.pid = pid
+        self.paths = paths
+        self.logger = logger
+        self.watcher = ProcessWatcher(pid: pid)
+    }
+
+    var agent: AgentClient { client! }
+
+    /// Connects to the agent's socket and waits until the agent answers. Ready
+    /// means an answer, never a fixed sleep; a VMM that dies first is reported
+    /// with the end of its log and the guest console.
+    func connect(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        var fd: FileDescriptor?
+        while fd == nil {
+            try checkAlive(deadline: deadline, timeout: timeout)
+            do {
+                fd = try UnixSocket.connect(path: paths.agentSocket.path)
+            } catch {
+                try await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        let client = AgentClient(fd: fd!, logger: logger)
+        self.client = client
+        // The agent greets when it opens its port; pings cover a greeting sent
+        // before this connection existed (QEMU drops guest output with no client).
+        var lastPing = ContinuousClock.now - .seconds(1)
+        while client.hello == nil, !client.hasReceivedFrame {
+            try checkAlive(deadline: deadline, timeout: timeout)
+            if client.isClosed {
+                throw SmolVMError(.agentUnreachable, "the guest agent's channel closed during boot\(diagnostics())")
+            }
+            if ContinuousClock.now - lastPing > .milliseconds(50) {
+                try? await client.send(Frame(.ping, id: 0))
+                lastPing = ContinuousClock.now
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    private func checkAlive(deadline: ContinuousClock.Instant, timeout: Duration) throws {
+        if let termination = watcher.termination {
+            throw SmolVMError(.bootFailed, "QEMU exited during boot (\(termination))\(diagnostics())")
+        }
+        if ContinuousClock.now > deadline {
+            throw SmolVMError(
+                .agentUnreachable,
+                "the guest agent did not answer within \(timeout); raise the limit with SMOLVM_BOOT_TIMEOUT or check the guest console\(diagnostics())"
+            )
+        }
+    }
+
+    /// The tail of QEMU's own log and of the guest console, for boot errors.
+    func diagnostics() -> String {
+        var text = ""
+        for (title, url) in [("QEMU", paths.vmmLog), ("guest console", paths.console)] {
+            guard let data = FileManager.default.contents(atPath: url.path), !data.isEmpty else { continue }
+            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").suffix(12)
+            text += "\n--- \(title) (\(url.path)) ---\n" + lines.joined(separator: "\n")
+        }
+        return text
+    }
+
+    func stop(deadline: Duration) async {
+        guard !watcher.hasExited else { return }
+        if let client, !client.isClosed {
+            let asked = await withTimeout(.seconds(3)) { _ = try await client.roundTrip(.shutdown) }
+            if asked, await watcher.wait(timeout: deadline) { return }
+        }
+        if let qmp = try? await QMPClient.connect(path: paths.qmpSocket.path, timeout: .seconds(1)) {
+            _ = try? await qmp.execute("quit")
+            if await watcher.wait(timeout: .seconds(2)) { return }
+        }
+        await kill()
+    }
+
+    func kill() async {
+        client?.close(reason: "the sandbox was stopped")
+        Spawn.signal(pid, SIGKILL)
+        _ = await watcher.wait()
+    }
+
+    func pause() async throws {
+        let qmp = try await QMPClient.connect(path: paths.qmpSocket.path)
+        try await qmp.execute("stop")
+    }
+
+    func resume() async throws {
+        let qmp = try await QMPClient.connect(path: paths.qmpSocket.path)
+        try await qmp.execute("cont")
+    }
+}
+
+/// Runs `body` with a deadline; false when it failed or ran out of time.
+/// The body is not awaited past the deadline (it may be stuck on a peer that
+/// never answers); it is cancelled and left to finish on its own.
+func withTimeout(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
+    let once = OnceContinuation()
+    return await withCheckedContinuation { continuation in
+        once.set(continuation)
+        let work = Task {
+            let ok = (try? await body()) != nil
+            once.take()?.resume(returning: ok)
+        }
+        Task {
+            try? await Task.sleep(for: timeout)
+            if let waiting = once.take() {
+                work.cancel()
+                waiting.resume(returning: false)
+            }
+        }
+    }
+}
+
+private final class OnceContinuation: Sendable {
+    private let slot = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+    func set(_ continuation: CheckedContinuation<Bool, Never>) { slot.withLock { $0 = continuation } }
+    func take() -> CheckedContinuation<Bool, Never>? { slot.withLock { $0.take() } }
+}

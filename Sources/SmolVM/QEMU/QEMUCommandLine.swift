@@ -1,0 +1,69 @@
+import Foundation
+
+/// The `qemu-system` argument vector for a SmolVM sandbox.
+///
+/// A `microvm` machine with no firmware, no PCI and no ACPI: the ELF kernel is
+/// loaded directly through its PVH note, and every device is virtio-mmio (QEMU
+/// puts the `virtio_mmio.device=` parameters on the kernel command line itself
+/// when ACPI is off).
+struct QEMUCommandLine {
+    /// The name the agent looks for under `/sys/class/virtio-ports`.
+    static let agentPortName = "org.smolvm.agent"
+
+    var binary: String
+    var spec: MachineSpec
+    var paths: QEMURuntimePaths
+
+    var kernelArguments: String {
+        var arguments = [
+            "console=ttyS0", "reboot=t", "panic=-1", "root=/dev/vda", "rw", "rootfstype=ext4",
+            "init=/sbin/smolvm-agent", "quiet", "8250.nr_uarts=1",
+            // The static Swift runtime looks for itself through /proc, which is not mounted yet.
+            "SWIFT_ROOT=/",
+            "smolvm.hostname=\(spec.hostname)",
+        ]
+        if spec.network {
+            // QEMU's user-mode network: the guest is 10.0.2.15, the host's NAT gateway 10.0.2.2, DNS 10.0.2.3.
+            arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
+        }
+        return arguments.joined(separator: " ")
+    }
+
+    var arguments: [String] {
+        var args = [binary]
+        args += ["-M", "microvm,acpi=off"]
+        switch spec.accelerator.accelerator {
+        case .kvm: args += ["-accel", "kvm", "-cpu", "host"]
+        case .hvf: args += ["-accel", "hvf", "-cpu", "host"]
+        case .tcg: args += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        }
+        args += [
+            "-m", "\(spec.memoryMiB)", "-smp", "\(spec.cpus)",
+            "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+            "-kernel", spec.kernel.path, "-append", kernelArguments,
+            "-serial", "file:\(paths.console.path)",
+            "-drive", "id=root,file=\(paths.overlay.path),format=qcow2,if=none,discard=unmap",
+            "-device", "virtio-blk-device,drive=root",
+            "-chardev", "socket,id=agent,path=\(paths.agentSocket.path),server=on,wait=off",
+            "-device", "virtio-serial-device",
+            "-device", "virtserialport,chardev=agent,name=\(Self.agentPortName)",
+            "-qmp", "unix:\(paths.qmpSocket.path),server=on,wait=off",
+            "-device", "virtio-rng-device",
+        ]
+        if spec.network {
+            args += ["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"]
+        }
+        return args
+    }
+}
+
+/// The files of one QEMU sandbox, all under its runtime directory.
+struct QEMURuntimePaths: Sendable {
+    let directory: URL
+
+    var overlay: URL { directory.appendingPathComponent("overlay.qcow2") }
+    var console: URL { directory.appendingPathComponent("console.log") }
+    var vmmLog: URL { directory.appendingPathComponent("qemu.log") }
+    var agentSocket: URL { directory.appendingPathComponent("agent.sock") }
+    var qmpSocket: URL { directory.appendingPathComponent("qmp.sock") }
+}

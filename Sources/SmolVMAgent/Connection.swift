@@ -1,0 +1,133 @@
+import CSmolVMShims
+import Glibc
+import SmolVMProtocol
+import SmolVMSystem
+
+/// One byte stream to the host: the virtio-serial port, or one accepted vsock connection.
+final class Connection {
+    let fd: FileDescriptor
+    /// The virtio-serial port stays open across host reconnects; vsock connections do not.
+    let isSerialPort: Bool
+    var decoder = FrameDecoder()
+    /// While the host end of a serial port is closed, the port reports `POLLHUP`
+    /// continuously; the agent then checks it again only after this monotonic time.
+    var quietUntil: UInt64 = 0
+    var isOpen = true
+
+    init(fd: FileDescriptor, isSerialPort: Bool) {
+        self.fd = fd
+        self.isSerialPort = isSerialPort
+        try? fd.setNonBlocking()
+    }
+
+    /// Writes a whole frame. The descriptor is non-blocking so that a host that
+    /// went away (`POLLHUP`) is noticed instead of blocking PID 1 forever.
+    func send(_ frame: Frame) -> Bool {
+        send(kind: frame.kind, id: frame.requestID, payload: frame.payload[...])
+    }
+
+    func send(kind: FrameKind, id: UInt32, payload: ArraySlice<UInt8>) -> Bool {
+        guard isOpen else { return false }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(Frame.headerSize + payload.count)
+        Frame.appendHeader(to: &bytes, kind: kind, requestID: id, payloadCount: payload.count)
+        bytes.append(contentsOf: payload)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.write(fd.rawValue, $0.baseAddress, $0.count) }
+            if written > 0 {
+                offset += written
+                continue
+            }
+            let error = Errno.current
+            if written < 0, error == .interrupted { continue }
+            if written < 0, error == .wouldBlock {
+                let events = (try? Poll.wait([(fd, .writable)], timeoutMilliseconds: 1000)) ?? [.error]
+                if events[0].contains(.hangUp) || events[0].contains(.error) || events[0].contains(.invalid) {
+                    return false
+                }
+                continue
+            }
+            return false
+        }
+        return true
+    }
+}
+
+extension Agent {
+    /// The name the host gives the agent's virtio-serial port.
+    static let serialPortName = "org.smolvm.agent"
+
+    /// Finds `/dev/vportNpM` whose `/sys/class/virtio-ports/*/name` is ours.
+    /// The device may appear a little after init starts, so this retries briefly.
+    func findSerialPort() -> String? {
+        for _ in 0..<200 {
+            if let dir = opendir("/sys/class/virtio-ports") {
+                defer { closedir(dir) }
+                while let entry = readdir(dir) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                    }
+                    guard name.hasPrefix("vport") else { continue }
+                    let nameFile = "/sys/class/virtio-ports/\(name)/name"
+                    guard let fd = try? FileDescriptor.open(nameFile, .readOnly) else { continue }
+                    let bytes = (try? fd.readAll(limit: 256)) ?? []
+                    fd.close()
+                    let portName = String(decoding: bytes, as: UTF8.self).trimmingNewlines()
+                    if portName == Agent.serialPortName { return "/dev/\(name)" }
+                }
+            }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    /// Opens the channels the host asked for: vsock when `smolvm.vsock=PORT` is
+    /// set, otherwise the virtio-serial port.
+    func openChannels(_ commandLine: KernelCommandLine) {
+        // Outside a VM (development), the agent can serve a Unix socket instead.
+        if !isInit, let path = getenv("SMOLVM_AGENT_SOCKET").map({ String(cString: $0) }) {
+            do {
+                listener = try UnixSocket.listen(path: path)
+                Log.info("listening on \(path)")
+            } catch {
+                Log.info("listen \(path): \(error)")
+            }
+            return
+        }
+        if let portText = commandLine["vsock"], let port = UInt32(portText) {
+            let fd = smolvm_vsock_listen(port)
+            if fd >= 0 {
+                listener = FileDescriptor(rawValue: fd)
+                Log.info("listening on vsock port \(port)")
+                return
+            }
+            Log.info("vsock port \(port): \(Errno(rawValue: -fd)); trying the serial port")
+        }
+        guard let path = findSerialPort() else {
+            Log.info("no virtio-serial port named \(Agent.serialPortName) and no vsock: nothing to serve")
+            return
+        }
+        do {
+            let fd = try FileDescriptor.open(path, .readWrite)
+            let connection = Connection(fd: fd, isSerialPort: true)
+            connections[fd.rawValue] = connection
+            greet(connection)
+        } catch {
+            Log.info("open \(path): \(error)")
+        }
+    }
+
+    func greet(_ connection: Connection) {
+        let hello = AgentHello(protocolVersion: protocolVersion, agentVersion: Agent.version)
+        _ = connection.send(Frame(.hello, id: 0, payload: hello.encoded()))
+    }
+}
+
+extension String {
+    func trimmingNewlines() -> String {
+        var result = self
+        while let last = result.last, last == "\n" || last == " " || last == "\0" { result.removeLast() }
+        return result
+    }
+}
