@@ -199,8 +199,10 @@ final class Agent {
         while true {
             let signal = smolvm_signalfd_read(signals.rawValue)
             if signal <= 0 { break }
-            if signal == SIGTERM || signal == SIGINT, isInit {
-                powerOff()
+            if signal == SIGTERM || signal == SIGINT {
+                if isInit { powerOff() }
+                // Outside a VM (development), behave like any daemon.
+                exit(0)
             }
         }
         reapChildren()

@@ -135,3 +135,27 @@ public struct ImageStore: Sendable {
 }
 
 import SmolVMSystem
+
+extension ImageStore {
+    /// Hashes every artifact in full, whatever its stamp says.
+    public func verifyAll() async -> [(name: String, error: String?)] {
+        var results: [(String, String?)] = []
+        var manifests: [URL] = [kernelManifestURL]
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.images.path)) ?? []
+        manifests += names.sorted().map(imageManifestURL)
+        for url in manifests {
+            do {
+                guard let manifest = try ArtifactManifest.load(url) else { continue }
+                do {
+                    _ = try await verify(manifest, at: url, force: true)
+                    results.append((manifest.name, nil))
+                } catch {
+                    results.append((manifest.name, "\(error)"))
+                }
+            } catch {
+                results.append((url.deletingLastPathComponent().lastPathComponent, "\(error)"))
+            }
+        }
+        return results
+    }
+}

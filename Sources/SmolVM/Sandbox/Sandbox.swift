@@ -1,0 +1,212 @@
+import Foundation
+import SmolVMSystem
+
+/// A disposable Linux computer: a microVM with the SmolVM agent as its init.
+///
+/// ```swift
+/// let result = try await Sandbox.withSandbox(SandboxConfiguration(image: "minimal")) { sandbox in
+///     try await sandbox.run(.shell("echo hello"))
+/// }
+/// ```
+///
+/// The sandbox's state is an enum behind this actor; operations that need a
+/// running machine throw `invalidState` otherwise.
+public actor Sandbox {
+    public nonisolated let id: String
+    public nonisolated let configuration: SandboxConfiguration
+    public nonisolated let resolution: BackendResolution
+    public nonisolated let accelerator: AcceleratorChoice
+    /// The runtime directory: sockets, overlay, console log.
+    public nonisolated let runtimeDirectory: URL
+    private let logger: Logger
+    private var state: State
+    private let lock: FileLock
+
+    enum State {
+        case running(any VirtualMachine)
+        case stopped
+        case deleted
+    }
+
+    public enum Status: String, Sendable {
+        case running, stopped, deleted
+    }
+
+    public var status: Status {
+        switch state {
+        case .running: .running
+        case .stopped: .stopped
+        case .deleted: .deleted
+        }
+    }
+
+    /// The VMM's process id while running.
+    public var vmmProcessID: Int32? {
+        if case .running(let machine) = state { return machine.pid }
+        return nil
+    }
+
+    private init(
+        id: String, configuration: SandboxConfiguration, resolution: BackendResolution, accelerator: AcceleratorChoice,
+        runtimeDirectory: URL, lock: FileLock, machine: any VirtualMachine, logger: Logger
+    ) {
+        self.id = id
+        self.configuration = configuration
+        self.resolution = resolution
+        self.accelerator = accelerator
+        self.runtimeDirectory = runtimeDirectory
+        self.lock = lock
+        self.state = .running(machine)
+        self.logger = logger
+    }
+
+    /// Boots a new sandbox and returns once its agent answered.
+    ///
+    /// Validation, backend resolution and image checks happen before anything
+    /// starts; a failure at any later step removes what was created.
+    public static func create(_ configuration: SandboxConfiguration = SandboxConfiguration(), logger: Logger = .disabled)
+        async throws -> Sandbox
+    {
+        try configuration.validate()
+        let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
+        guard resolution.backend == .qemu else {
+            throw SmolVMError(.unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
+        }
+        let qemu = QEMUAvailability.check(configuration.host)
+        guard let binary = qemu.binary, let accelerator = qemu.accelerator else {
+            throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+        }
+        let store = ImageStore(paths: configuration.paths)
+        let kernel = try await store.kernel()
+        let image = try await store.image(configuration.image)
+
+        let paths = configuration.paths
+        RuntimeJanitor(paths: paths, logger: logger).sweep()
+        let id = Self.makeID()
+        let directory = paths.runtime(id)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        guard let lock = try FileLock.tryAcquire(directory.appendingPathComponent("lock").path) else {
+            throw SmolVMError(.busy, "the runtime directory \(directory.path) is in use")
+        }
+        let spec = MachineSpec(
+            id: id, runtimeDirectory: directory, kernel: kernel.url, rootImage: image.url,
+            memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "smolvm-\(id.prefix(8))",
+            network: configuration.network, accelerator: accelerator, bootTimeout: configuration.bootTimeout)
+        do {
+            let machine = try await QEMUBackend(binary: binary).boot(spec, logger: logger)
+            logger.debug("sandbox \(id) ready (pid \(machine.pid), \(accelerator.accelerator))")
+            return Sandbox(
+                id: id, configuration: configuration, resolution: resolution, accelerator: accelerator,
+                runtimeDirectory: directory, lock: lock, machine: machine, logger: logger)
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            lock.release()
+            throw error
+        }
+    }
+
+    /// Creates a sandbox, runs `body`, and deletes the sandbox afterwards,
+    /// whether `body` returned or threw.
+    public static func withSandbox<T: Sendable>(
+        _ configuration: SandboxConfiguration = SandboxConfiguration(), logger: Logger = .disabled,
+        _ body: (Sandbox) async throws -> T
+    ) async throws -> T {
+        let sandbox = try await create(configuration, logger: logger)
+        do {
+            let result = try await body(sandbox)
+            await sandbox.delete()
+            return result
+        } catch {
+            await sandbox.delete()
+            throw error
+        }
+    }
+
+    private func machine() throws -> any VirtualMachine {
+        switch state {
+        case .running(let machine): return machine
+        case .stopped: throw SmolVMError(.invalidState, "sandbox \(id) is stopped")
+        case .deleted: throw SmolVMError(.invalidState, "sandbox \(id) was deleted")
+        }
+    }
+
+    private func agent() throws -> AgentClient {
+        let machine = try machine()
+        if machine.agent.isClosed {
+            throw SmolVMError(.agentUnreachable, "the connection to sandbox \(id)'s agent is closed; the VM may have died")
+        }
+        return machine.agent
+    }
+
+    // MARK: Commands
+
+    /// Runs a command to completion. A non-zero exit is a result, not an error;
+    /// a timeout throws `.timeout`.
+    public func run(_ command: Command) async throws -> ExecResult {
+        try await exec(command).result()
+    }
+
+    /// Runs `arguments` (an argv, no shell).
+    public func run(_ arguments: [String]) async throws -> ExecResult {
+        try await run(Command(arguments))
+    }
+
+    /// Starts a command and returns its streaming handle.
+    public func exec(_ command: Command) async throws -> SandboxProcess {
+        var command = command
+        command.environment = configuration.environment.merging(command.environment) { $1 }
+        return try await agent().exec(command)
+    }
+
+    /// Round trip to the agent.
+    public func ping() async throws -> Duration {
+        let start = ContinuousClock.now
+        _ = try await agent().roundTrip(.ping)
+        return ContinuousClock.now - start
+    }
+
+    // MARK: Files
+
+    /// Copies a host file into the sandbox, streaming it.
+    public func upload(from localPath: String, to remotePath: String) async throws {
+        try await agent().upload(from: localPath, to: remotePath)
+    }
+
+    public func upload(_ bytes: [UInt8], to remotePath: String, mode: UInt32 = 0o644) async throws {
+        try await agent().upload(bytes, to: remotePath, mode: mode)
+    }
+
+    /// Copies a sandbox file to the host, streaming it.
+    public func download(from remotePath: String, to localPath: String) async throws {
+        try await agent().download(from: remotePath, to: localPath)
+    }
+
+    public func download(from remotePath: String) async throws -> [UInt8] {
+        try await agent().download(from: remotePath)
+    }
+
+    // MARK: Lifecycle
+
+    /// Shuts the guest down cleanly (sync, power off), then stops the VMM.
+    public func stop() async {
+        guard case .running(let machine) = state else { return }
+        await machine.stop(deadline: .seconds(10))
+        state = .stopped
+    }
+
+    /// Stops the VMM at once and removes every runtime file. Idempotent.
+    public func delete() async {
+        if case .running(let machine) = state {
+            // The disk is about to be discarded: no need to wait for a clean shutdown.
+            await machine.kill()
+        }
+        if case .deleted = state { return }
+        state = .deleted
+        try? FileManager.default.removeItem(at: runtimeDirectory)
+        lock.release()
+    }
+
+    static func makeID() -> String {
+        (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// What a sandbox is made of. Pass one configuration to every sandbox your
+/// application creates to set application-wide choices (the backend, say) in
+/// one place; `SMOLVM_BACKEND` does the same for a whole environment.
+public struct SandboxConfiguration: Sendable {
+    /// A root file system image built by `smolvm setup` (`debian` or `minimal`).
+    public var image: String = ImageStore.defaultImage
+    /// Guest memory in MiB.
+    public var memoryMiB: Int = 512
+    public var cpus: Int = 1
+    /// nil: `SMOLVM_BACKEND`, then the platform default.
+    public var backend: BackendPreference?
+    /// Added to every command's environment (a command's own values win).
+    public var environment: [String: String] = [:]
+    /// NAT networking to the outside (QEMU user-mode networking).
+    public var network: Bool = true
+    /// How long the guest agent may take to answer after the VMM starts.
+    public var bootTimeout: Duration = .seconds(60)
+    public var paths: SmolVMPaths = .fromEnvironment()
+    public var host: HostFacts = .current
+
+    public init() {}
+
+    public init(
+        image: String = ImageStore.defaultImage, memoryMiB: Int = 512, cpus: Int = 1,
+        backend: BackendPreference? = nil, environment: [String: String] = [:]
+    ) {
+        self.image = image
+        self.memoryMiB = memoryMiB
+        self.cpus = cpus
+        self.backend = backend
+        self.environment = environment
+    }
+
+    func validate() throws {
+        try ImageStore.validateName(image)
+        guard (64...(1 << 20)).contains(memoryMiB) else {
+            throw SmolVMError(.invalidArgument, "memory must be between 64 and 1048576 MiB, got \(memoryMiB)")
+        }
+        guard (1...64).contains(cpus) else {
+            throw SmolVMError(.invalidArgument, "cpus must be between 1 and 64, got \(cpus)")
+        }
+        for key in environment.keys where key.isEmpty || key.contains("=") || key.utf8.contains(0) {
+            throw SmolVMError(.invalidArgument, "invalid environment variable name '\(key)'")
+        }
+        guard bootTimeout > .zero else {
+            throw SmolVMError(.invalidArgument, "the boot timeout must be positive")
+        }
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import SmolVM
+import SmolVMSystem
+
+/// `smolvm run`: boot a fresh sandbox, run one command, stream its output, delete the sandbox.
+struct RunCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "run",
+        abstract: "Run one command in a fresh sandbox, then delete it.",
+        usage: "[OPTIONS] [--] COMMAND [ARG]...",
+        discussion: """
+            The command runs as an argv (no shell) unless you run a shell yourself (sh -c '...').
+            Its stdout and stderr are streamed to ours as they come, byte for byte; our stdin is
+            passed through when it is not a terminal. smolvm exits with the command's status:
+            128+N when a signal N ended it, 124 on timeout, 125 when smolvm itself failed
+            (with a one-line reason on stderr), 127 when the program does not exist.
+            """,
+        examples: [
+            "smolvm run -- uname -a",
+            "smolvm run --image minimal -- sh -c 'echo out; echo err >&2; exit 7'",
+            "smolvm run --env GREETING='hello world' -- sh -c 'echo $GREETING'",
+            "echo data | smolvm run -- wc -c",
+            "smolvm run --timeout 5 -- sleep 60",
+        ],
+        options: SandboxOptions.specs + [
+            .repeating("--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
+            .value("--workdir", "-w", valueName: "DIR", help: "Working directory in the guest (default /root)."),
+            .value("--timeout", valueName: "SECONDS", help: "Kill the command (and its children) after this long; exit 124."),
+            .flag("--json", help: "Print one JSON object with the exit code and output instead of streaming."),
+        ],
+        optionsEndAtFirstPositional: true)
+
+    let sandboxConfiguration: SandboxConfiguration
+    let command: Command
+    let json: Bool
+
+    init(_ arguments: ParsedArguments) throws {
+        guard !arguments.positionals.isEmpty else {
+            throw UsageError("missing the command to run, e.g. smolvm run -- uname -a")
+        }
+        sandboxConfiguration = try SandboxOptions.configuration(arguments)
+        let streamInput = isatty(0) == 0 && !arguments.flag("--json")
+        command = Command(
+            arguments.positionals, environment: try SandboxOptions.environment(arguments.all("--env")),
+            workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
+            standardInput: streamInput ? .stream : .none)
+        if let directory = command.workingDirectory, !directory.hasPrefix("/") {
+            throw UsageError("--workdir must be an absolute guest path, got '\(directory)'")
+        }
+        json = arguments.flag("--json")
+    }
+
+    func run() async throws -> Int32 {
+        let sandbox = try await Sandbox.create(sandboxConfiguration, logger: SmolVMTool.logger())
+        let guardian = SignalGuardian(sandbox: sandbox)
+        defer { guardian.disarm() }
+        do {
+            let status = try await CommandStreamer(json: json).run(command, in: sandbox)
+            await sandbox.delete()
+            return status
+        } catch {
+            await sandbox.delete()
+            throw error
+        }
+    }
+}
+
+/// Runs a command in a sandbox and relays it to this process's stdio.
+/// Shared by every command that runs something (`run`, later `sandbox exec`).
+struct CommandStreamer {
+    var json: Bool
+
+    func run(_ command: Command, in sandbox: Sandbox) async throws -> Int32 {
+        let process: SandboxProcess
+        do {
+            process = try await sandbox.exec(command)
+        } catch let error as SmolVMError where error.code == .commandNotFound {
+            if json {
+                Output.printEnvelope(ok: false, data: nil, error: ["code": error.code.rawValue, "message": error.message])
+            } else {
+                FileHandle.standardError.write(Data("smolvm: \(error.message)\n".utf8))
+            }
+            return 127
+        }
+        if command.standardInput == .stream {
+            StandardInputPump.start(into: process)
+        }
+        if json {
+            do {
+                let result = try await process.result()
+                let data: [String: Any] = [
+                    "exitCode": Int(result.exitCode), "status": result.status.description,
+                    "stdout": result.stdoutText, "stderr": result.stderrText,
+                    "durationMs": Double(result.duration.components.attoseconds / 1_000_000_000_000_000)
+                        + Double(result.duration.components.seconds) * 1000,
+                ]
+                Output.printEnvelope(ok: true, data: data, error: nil)
+                return result.exitCode
+            } catch let error as SmolVMError where error.code == .timeout {
+                Output.printEnvelope(ok: false, data: nil, error: ["code": "timeout", "message": error.message])
+                return 124
+            }
+        }
+        do {
+            for try await event in process.events {
+                switch event {
+                case .stdout(let bytes):
+                    try Self.write(bytes, to: .standardOutput)
+                case .stderr(let bytes):
+                    try Self.write(bytes, to: .standardError)
+                case .exit(let status):
+                    return status.code
+                }
+            }
+        } catch let error as SmolVMError where error.code == .timeout {
+            FileHandle.standardError.write(Data("smolvm: \(error.message)\n".utf8))
+            return 124
+        } catch is BrokenPipe {
+            return 128 + SIGPIPE
+        }
+        throw SmolVMError(.agentUnreachable, "the command's output ended without an exit status")
+    }
+
+    struct BrokenPipe: Error {}
+
+    static func write(_ bytes: [UInt8], to fd: FileDescriptor) throws {
+        do {
+            try fd.writeAll(bytes)
+        } catch let error as Errno where error == .brokenPipe {
+            throw BrokenPipe()
+        }
+    }
+}
+
+/// Copies our stdin into a running command, in order, one chunk in flight at a time.
+enum StandardInputPump {
+    static func start(into process: SandboxProcess) {
+        let thread = Thread {
+            while true {
+                let chunk = (try? FileDescriptor.standardInput.read(upTo: 64 << 10)) ?? []
+                let done = DispatchSemaphore(value: 0)
+                let isEnd = chunk.isEmpty
+                Task {
+                    if isEnd { try? await process.closeInput() } else { try? await process.write(chunk) }
+                    done.signal()
+                }
+                done.wait()
+                if isEnd { return }
+            }
+        }
+        thread.name = "smolvm.stdin"
+        thread.start()
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, deletes the sandbox before exiting, so an
+/// interrupted `smolvm run` leaves nothing behind.
+final class SignalGuardian: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(sandbox: Sandbox) {
+        for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                Task {
+                    await sandbox.delete()
+                    exit(128 + signalNumber)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func disarm() {
+        for source in sources { source.cancel() }
+        for signalNumber in [SIGINT, SIGTERM, SIGHUP] { signal(signalNumber, SIG_DFL) }
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import SmolVM
+
+/// Options shared by every command that creates a sandbox.
+enum SandboxOptions {
+    static let specs: [OptionSpec] = [
+        .value("--image", valueName: "NAME", help: "Root file system image: debian (default) or minimal."),
+        .value("--memory", valueName: "MIB", help: "Guest memory in MiB (default 512)."),
+        .value("--cpus", valueName: "N", help: "Virtual CPUs (default 1)."),
+        .value("--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
+    ]
+
+    static func configuration(_ arguments: ParsedArguments) throws -> SandboxConfiguration {
+        var configuration = SandboxConfiguration()
+        if let image = arguments.value("--image") { configuration.image = image }
+        if let memory = try arguments.integer("--memory", in: 64...1_048_576) { configuration.memoryMiB = memory }
+        if let cpus = try arguments.integer("--cpus", in: 1...64) { configuration.cpus = cpus }
+        if let backend = arguments.value("--backend") {
+            configuration.backend = try BackendPreference(parsing: backend)
+        }
+        if let timeout = ProcessInfo.processInfo.environment["SMOLVM_BOOT_TIMEOUT"], let seconds = Double(timeout), seconds > 0 {
+            configuration.bootTimeout = .milliseconds(Int64(seconds * 1000))
+        }
+        return configuration
+    }
+
+    /// `--env KEY=VALUE`, or `--env KEY` to pass the host's value through.
+    static func environment(_ values: [String]) throws -> [String: String] {
+        var environment: [String: String] = [:]
+        for entry in values {
+            if let equals = entry.firstIndex(of: "=") {
+                let key = String(entry[..<equals])
+                guard !key.isEmpty else { throw UsageError("--env expects KEY=VALUE, got '\(entry)'") }
+                environment[key] = String(entry[entry.index(after: equals)...])
+            } else {
+                guard !entry.isEmpty else { throw UsageError("--env expects KEY=VALUE") }
+                guard let value = ProcessInfo.processInfo.environment[entry] else {
+                    throw UsageError("--env \(entry): no such variable in this environment; use --env \(entry)=VALUE")
+                }
+                environment[entry] = value
+            }
+        }
+        return environment
+    }
+}
