@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <pty.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,63 @@ static void child_fail(int report_fd, int err) {
     _exit(127);
 }
 
+static int spawn_posix(const char *path, char *const argv[], char *const envp[],
+                       const int *fd_map, int fd_count, const char *cwd, int flags,
+                       pid_t *pid_out) {
+    // Sources that are themselves in the target range are first duplicated
+    // above it, so the dup2 actions, run in order, never clobber one.
+    int temporary[64];
+    int sources[64];
+    int err = 0;
+    if (fd_count > 64) return EINVAL;
+    for (int i = 0; i < fd_count; i++) {
+        temporary[i] = -1;
+        sources[i] = fd_map[i];
+        if (fd_map[i] >= 0 && fd_map[i] < fd_count) {
+            temporary[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
+            if (temporary[i] < 0) { err = errno; goto cleanup; }
+            sources[i] = temporary[i];
+        }
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    for (int i = 0; i < fd_count; i++) {
+        if (sources[i] < 0) posix_spawn_file_actions_addclose(&actions, i);
+        else posix_spawn_file_actions_adddup2(&actions, sources[i], i);
+    }
+    posix_spawn_file_actions_addclosefrom_np(&actions, fd_count);
+    if (cwd && cwd[0]) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    short attr_flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (flags & SMOLVM_SPAWN_NEW_SESSION) attr_flags |= POSIX_SPAWN_SETSID;
+    else if (flags & SMOLVM_SPAWN_PROCESS_GROUP) {
+        attr_flags |= POSIX_SPAWN_SETPGROUP;
+        posix_spawnattr_setpgroup(&attr, 0);
+    }
+    posix_spawnattr_setflags(&attr, attr_flags);
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    err = posix_spawn(pid_out, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+cleanup:
+    for (int i = 0; i < fd_count; i++) {
+        if (temporary[i] >= 0) close(temporary[i]);
+    }
+    return err;
+}
+
 int smolvm_spawn(const char *path, char *const argv[], char *const envp[],
                  const int *fd_map, int fd_count, const char *cwd, int flags,
                  pid_t *pid_out) {
+    if (!(flags & (SMOLVM_SPAWN_DIE_WITH_PARENT | SMOLVM_SPAWN_CONTROLLING_TTY | SMOLVM_SPAWN_FORCE_FORK)))
+        return spawn_posix(path, argv, envp, fd_map, fd_count, cwd, flags, pid_out);
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     pid_t parent = getpid();

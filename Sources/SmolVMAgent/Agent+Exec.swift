@@ -208,8 +208,7 @@ extension Agent {
 
     func readOutput(_ fd: Int32) {
         guard let (pid, kind) = outputs[fd] else { return }
-        var buffer = [UInt8](repeating: 0, count: FrameLimits.dataChunk)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        let count = Glibc.read(fd, readBuffer.baseAddress, FrameLimits.dataChunk)
         if count < 0, Errno.current == .wouldBlock || Errno.current == .interrupted { return }
         guard count > 0 else {
             closeOutput(fd)
@@ -218,7 +217,8 @@ extension Agent {
         }
         guard let process = processes[pid] else { return }
         if !process.detached {
-            if !process.connection.send(kind: kind, id: process.key.id, payload: buffer[0..<count]) {
+            let payload = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
+            if !process.connection.send(kind: kind, id: process.key.id, bytes: payload) {
                 disconnect(process.connection)
             }
         }

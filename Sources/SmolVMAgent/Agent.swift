@@ -21,6 +21,9 @@ final class Agent {
     /// Files being uploaded, by connection and request id.
     var uploads: [RequestKey: Upload] = [:]
     var isInit: Bool { getpid() == 1 }
+    /// One read buffer for the life of the agent: allocating and zeroing it per
+    /// read costs more than the read itself under software emulation.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
 
     func run() -> Never {
         if isInit {
@@ -115,10 +118,19 @@ final class Agent {
     }
 
     private func readConnection(_ connection: Connection, events: Poll.Events) {
-        var buffer = [UInt8](repeating: 0, count: 256 << 10)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(connection.fd.rawValue, $0.baseAddress, $0.count) }
+        // A virtio-serial read returns at most one 4 KiB buffer: keep reading
+        // while data is there instead of going back through poll each time.
+        for _ in 0..<64 {
+            guard connection.isOpen, connection.quietUntil == 0 || connection.quietUntil <= monotonicMilliseconds() else { return }
+            if !readConnectionOnce(connection) { return }
+        }
+    }
+
+    /// Reads once; false when nothing more is available now.
+    private func readConnectionOnce(_ connection: Connection) -> Bool {
+        let count = Glibc.read(connection.fd.rawValue, readBuffer.baseAddress, readBuffer.count)
         if count > 0 {
-            connection.decoder.append(buffer[0..<count])
+            connection.decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
             do {
                 while let frame = try connection.decoder.next() {
                     handle(frame, from: connection)
@@ -128,12 +140,15 @@ final class Agent {
                 _ = connection.send(
                     Frame(.error, id: 0, payload: RemoteError(code: .badRequest, message: "\(error)").encoded()))
                 disconnect(connection)
+                return false
             }
-            return
+            return true
         }
-        if count < 0, Errno.current == .wouldBlock || Errno.current == .interrupted { return }
+        if count < 0, Errno.current == .interrupted { return true }
+        if count < 0, Errno.current == .wouldBlock { return false }
         // End of stream or hang-up: the host went away.
         disconnect(connection)
+        return false
     }
 
     /// Forgets a host connection and everything it started. A serial port is kept

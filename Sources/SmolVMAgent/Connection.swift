@@ -27,6 +27,10 @@ final class Connection {
     }
 
     func send(kind: FrameKind, id: UInt32, payload: ArraySlice<UInt8>) -> Bool {
+        payload.withUnsafeBytes { send(kind: kind, id: id, bytes: $0) }
+    }
+
+    func send(kind: FrameKind, id: UInt32, bytes payload: UnsafeRawBufferPointer) -> Bool {
         guard isOpen else { return false }
         var bytes = [UInt8]()
         bytes.reserveCapacity(Frame.headerSize + payload.count)

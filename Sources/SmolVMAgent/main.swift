@@ -6,5 +6,9 @@
 // file system, including a busybox-only one.
 import Glibc
 
+// The kernel passes `SMOLVM_RAW=1` (no dot, so not a module parameter) to init as an environment variable.
+if getpid() == 1, getenv("SMOLVM_RAW") != nil {
+    RawFloor.run()
+}
 let agent = Agent()
 agent.run()

@@ -16,11 +16,21 @@ public struct FrameDecoder: Sendable {
     public var bufferedCount: Int { buffer.count - start }
 
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        compact()
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Appends raw memory with one copy (the generic path may go byte by byte).
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        compact()
+        buffer.append(contentsOf: bytes.bindMemory(to: UInt8.self))
+    }
+
+    private mutating func compact() {
         if start > 0, start >= buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
         }
-        buffer.append(contentsOf: bytes)
     }
 
     public mutating func next() throws(ProtocolError) -> Frame? {

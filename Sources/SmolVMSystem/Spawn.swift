@@ -18,6 +18,8 @@ public enum Spawn {
         public static let dieWithParent = Options(rawValue: Int32(SMOLVM_SPAWN_DIE_WITH_PARENT))
         /// Child fd 0 becomes the controlling terminal.
         public static let controllingTerminal = Options(rawValue: Int32(SMOLVM_SPAWN_CONTROLLING_TTY))
+        /// `fork` even where `posix_spawn` would do; only the benchmark's floor wants this.
+        public static let forceFork = Options(rawValue: Int32(SMOLVM_SPAWN_FORCE_FORK))
     }
 
     /// Starts `path` with raw argv and environment entries. `fileDescriptors[i]`

@@ -15,9 +15,12 @@ enum {
     SMOLVM_SPAWN_DIE_WITH_PARENT = 1 << 2,
     /// Make child fd 0 the controlling terminal (ioctl(TIOCSCTTY)); needs NEW_SESSION.
     SMOLVM_SPAWN_CONTROLLING_TTY = 1 << 3,
+    /// Use fork(2) even where posix_spawn(3) would do (the benchmark's raw floor).
+    SMOLVM_SPAWN_FORCE_FORK = 1 << 4,
 };
 
-/// fork(2) + execve(2) with a file-descriptor map: child fd i becomes parent fd
+/// Starts a program: posix_spawn(3) (clone with CLONE_VM|CLONE_VFORK, which
+/// copies no page tables) unless the flags need fork(2) + execve(2), with a file-descriptor map: child fd i becomes parent fd
 /// fd_map[i] (or is closed when fd_map[i] < 0); every other descriptor is closed.
 /// Signal mask and dispositions are reset to defaults in the child.
 /// Returns 0 and stores the pid, or an errno (from fork, or from the child's exec,

@@ -12,6 +12,8 @@ struct MachineSpec: Sendable {
     var network: Bool
     var accelerator: AcceleratorChoice
     var bootTimeout: Duration
+    /// Appended to the kernel command line (the benchmark's raw floor uses it).
+    var extraKernelArguments: [String] = []
 }
 
 /// A virtual machine monitor. Optional abilities default to throwing

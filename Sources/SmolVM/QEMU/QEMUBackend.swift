@@ -9,6 +9,18 @@ struct QEMUBackend: Backend {
     var kind: BackendKind { .qemu }
 
     func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine {
+        let machine = try await launch(spec, logger: logger)
+        do {
+            try await machine.connect(timeout: spec.bootTimeout)
+        } catch {
+            await machine.kill()
+            throw error
+        }
+        return machine
+    }
+
+    /// Starts QEMU without waiting for the guest.
+    func launch(_ spec: MachineSpec, logger: Logger) async throws -> QEMUMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
         for socket in [paths.agentSocket, paths.qmpSocket] where socket.path.utf8.count > UnixSocket.maxPathLength {
             throw SmolVMError(
@@ -33,14 +45,7 @@ struct QEMUBackend: Backend {
                 path: arguments[0], arguments: arguments, environment: environment,
                 fileDescriptors: [null, log, log], options: [.newSession, .dieWithParent])
         }
-        let machine = QEMUMachine(pid: pid, paths: paths, logger: logger)
-        do {
-            try await machine.connect(timeout: spec.bootTimeout)
-        } catch {
-            await machine.kill()
-            throw error
-        }
-        return machine
+        return QEMUMachine(pid: pid, paths: paths, logger: logger)
     }
 
     /// A copy-on-write qcow2 layer over the shared base image: creating a

@@ -26,6 +26,7 @@ struct QEMUCommandLine {
             // QEMU's user-mode network: the guest is 10.0.2.15, the host's NAT gateway 10.0.2.2, DNS 10.0.2.3.
             arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
         }
+        arguments += spec.extraKernelArguments
         return arguments.joined(separator: " ")
     }
 
