@@ -39,11 +39,15 @@ extension Agent {
         do {
             request = try ExecRequest(decoding: frame.payload)
         } catch {
-            reply(error: RemoteError(code: .badRequest, message: "bad exec request: \(error)"), id: key.id, on: connection)
+            reply(
+                error: RemoteError(code: .badRequest, message: "bad exec request: \(error)"), id: key.id, on: connection
+            )
             return
         }
         if processes.values.contains(where: { $0.key == key }) {
-            reply(error: RemoteError(code: .busy, message: "request id \(key.id) is already running"), id: key.id, on: connection)
+            reply(
+                error: RemoteError(code: .busy, message: "request id \(key.id) is already running"), id: key.id,
+                on: connection)
             return
         }
         let environment = mergedEnvironment(request)
@@ -55,14 +59,16 @@ extension Agent {
         if statResult != 0 || (info.st_mode & S_IFMT) != S_IFDIR {
             let path = String(decoding: workingDirectory, as: UTF8.self)
             reply(
-                error: RemoteError(code: .notFound, errno: ENOENT, message: "working directory \(path) does not exist in the sandbox"),
+                error: RemoteError(
+                    code: .notFound, errno: ENOENT, message: "working directory \(path) does not exist in the sandbox"),
                 id: key.id, on: connection)
             return
         }
         guard let executable = resolveExecutable(request.argv[0], environment: environment) else {
             let name = String(decoding: request.argv[0], as: UTF8.self)
             reply(
-                error: RemoteError(code: .notFound, errno: ENOENT, message: "executable not found in the sandbox: \(name)"),
+                error: RemoteError(
+                    code: .notFound, errno: ENOENT, message: "executable not found in the sandbox: \(name)"),
                 id: key.id, on: connection)
             return
         }
@@ -88,7 +94,9 @@ extension Agent {
             }
         } catch {
             closeAll()
-            reply(error: RemoteError(code: .system, errno: (error as? Errno)?.rawValue ?? 0, message: "pipe: \(error)"), id: key.id, on: connection)
+            reply(
+                error: RemoteError(code: .system, errno: (error as? Errno)?.rawValue ?? 0, message: "pipe: \(error)"),
+                id: key.id, on: connection)
             return
         }
         let pid: pid_t
@@ -102,7 +110,9 @@ extension Agent {
             let errno = (error as? Errno) ?? Errno(rawValue: EIO)
             let name = String(decoding: request.argv[0], as: UTF8.self)
             let code: RemoteError.Code = errno == .noEntry ? .notFound : .system
-            reply(error: RemoteError(code: code, errno: errno.rawValue, message: "cannot run \(name): \(errno)"), id: key.id, on: connection)
+            reply(
+                error: RemoteError(code: code, errno: errno.rawValue, message: "cannot run \(name): \(errno)"),
+                id: key.id, on: connection)
             return
         }
         stdoutPipe.write.close()
@@ -202,7 +212,9 @@ extension Agent {
 
     func signalCommand(_ key: RequestKey, _ payload: [UInt8]) {
         var reader = ByteReader(payload)
-        guard let pid = process(for: key), let signal = try? reader.u32("signal"), signal > 0, signal < 65 else { return }
+        guard let pid = process(for: key), let signal = try? reader.u32("signal"), signal > 0, signal < 65 else {
+            return
+        }
         Spawn.signalGroup(processes[pid]!.processGroup, Int32(signal))
     }
 
@@ -237,7 +249,8 @@ extension Agent {
             guard processes[pid] != nil else { continue }
             switch termination {
             case .exited(let code): processes[pid]!.status = .exited(code)
-            case .signaled(let signal): processes[pid]!.status = processes[pid]!.timedOut ? .timedOut : .signaled(signal)
+            case .signaled(let signal):
+                processes[pid]!.status = processes[pid]!.timedOut ? .timedOut : .signaled(signal)
             }
             processes[pid]!.exitedAt = monotonicMilliseconds()
             // Output already in the pipes is still wanted: read what is there now.

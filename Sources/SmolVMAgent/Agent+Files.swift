@@ -16,12 +16,14 @@ extension Agent {
         do {
             request = try FileWriteRequest(decoding: frame.payload)
         } catch {
-            uploads[key] = Upload(fd: nil, path: [], failure: RemoteError(code: .badRequest, message: "bad write request: \(error)"))
+            uploads[key] = Upload(
+                fd: nil, path: [], failure: RemoteError(code: .badRequest, message: "bad write request: \(error)"))
             return
         }
         if request.createParents { makeParents(of: request.path) }
         do {
-            let fd = try FileDescriptor.open(bytes: request.path, [.writeOnly, .create, .truncate], mode: mode_t(request.mode))
+            let fd = try FileDescriptor.open(
+                bytes: request.path, [.writeOnly, .create, .truncate], mode: mode_t(request.mode))
             uploads[key] = Upload(fd: fd, path: request.path)
         } catch {
             let errno = (error as? Errno) ?? Errno(rawValue: EIO)
@@ -42,7 +44,9 @@ extension Agent {
 
     func finishUpload(_ key: RequestKey, connection: Connection) {
         guard let upload = uploads.removeValue(forKey: key) else {
-            reply(error: RemoteError(code: .badRequest, message: "no file is open for request \(key.id)"), id: key.id, on: connection)
+            reply(
+                error: RemoteError(code: .badRequest, message: "no file is open for request \(key.id)"), id: key.id,
+                on: connection)
             return
         }
         upload.fd?.close()
@@ -59,20 +63,26 @@ extension Agent {
         do {
             request = try FileReadRequest(decoding: frame.payload)
         } catch {
-            reply(error: RemoteError(code: .badRequest, message: "bad read request: \(error)"), id: frame.requestID, on: connection)
+            reply(
+                error: RemoteError(code: .badRequest, message: "bad read request: \(error)"), id: frame.requestID,
+                on: connection)
             return
         }
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(bytes: request.path, .readOnly)
         } catch {
-            reply(error: fileError((error as? Errno) ?? Errno(rawValue: EIO), request.path, "open"), id: frame.requestID, on: connection)
+            reply(
+                error: fileError((error as? Errno) ?? Errno(rawValue: EIO), request.path, "open"), id: frame.requestID,
+                on: connection)
             return
         }
         defer { fd.close() }
         guard let info = try? fd.status(), (info.st_mode & S_IFMT) == S_IFREG else {
             let path = String(decoding: request.path, as: UTF8.self)
-            reply(error: RemoteError(code: .badRequest, errno: EISDIR, message: "\(path) is not a regular file"), id: frame.requestID, on: connection)
+            reply(
+                error: RemoteError(code: .badRequest, errno: EISDIR, message: "\(path) is not a regular file"),
+                id: frame.requestID, on: connection)
             return
         }
         let header = FileInfo(size: UInt64(info.st_size), mode: UInt32(info.st_mode & 0o7777))

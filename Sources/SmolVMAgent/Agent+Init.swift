@@ -11,7 +11,8 @@ extension Agent {
         mountIfNeeded("sysfs", "/sys", "sysfs", flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC))
         mountIfNeeded("devtmpfs", "/dev", "devtmpfs", flags: UInt(MS_NOSUID), data: "mode=0755")
         makeDirectory("/dev/pts", mode: 0o755)
-        mountIfNeeded("devpts", "/dev/pts", "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=0620,ptmxmode=0666")
+        mountIfNeeded(
+            "devpts", "/dev/pts", "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=0620,ptmxmode=0666")
         makeDirectory("/dev/shm", mode: 0o1777)
         mountIfNeeded("tmpfs", "/dev/shm", "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=1777")
         makeDirectory("/tmp", mode: 0o1777)

@@ -121,7 +121,8 @@ final class Agent {
         // A virtio-serial read returns at most one 4 KiB buffer: keep reading
         // while data is there instead of going back through poll each time.
         for _ in 0..<64 {
-            guard connection.isOpen, connection.quietUntil == 0 || connection.quietUntil <= monotonicMilliseconds() else { return }
+            guard connection.isOpen, connection.quietUntil == 0 || connection.quietUntil <= monotonicMilliseconds()
+            else { return }
             if !readConnectionOnce(connection) { return }
         }
     }
@@ -200,8 +201,9 @@ final class Agent {
             if isInit { powerOff() }
             exit(0)
         case .hello, .pong, .ok, .error, .stdout, .stderr, .exit, .started, .fileInfo:
-            reply(error: RemoteError(code: .unknownRequest, message: "unexpected \(frame.kind) frame from host"),
-                  id: frame.requestID, on: connection)
+            reply(
+                error: RemoteError(code: .unknownRequest, message: "unexpected \(frame.kind) frame from host"),
+                id: frame.requestID, on: connection)
         }
     }
 

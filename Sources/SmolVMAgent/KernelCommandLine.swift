@@ -9,7 +9,8 @@ struct KernelCommandLine {
         for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
             guard word.hasPrefix("smolvm.") else { continue }
             if let eq = word.firstIndex(of: "=") {
-                values[String(word[word.index(word.startIndex, offsetBy: 7)..<eq])] = String(word[word.index(after: eq)...])
+                values[String(word[word.index(word.startIndex, offsetBy: 7)..<eq])] = String(
+                    word[word.index(after: eq)...])
             } else {
                 values[String(word.dropFirst(7))] = ""
             }

@@ -37,7 +37,8 @@ enum RawFloor {
                     try? port.writeAll("e\n")
                 case UInt8(ascii: "x"):
                     if let pid = try? Spawn.start(
-                        path: "/bin/true", arguments: ["true"], environment: [], fileDescriptors: [devNull, devNull, devNull],
+                        path: "/bin/true", arguments: ["true"], environment: [],
+                        fileDescriptors: [devNull, devNull, devNull],
                         options: [.forceFork])
                     {
                         _ = try? Spawn.wait(pid)

@@ -56,14 +56,19 @@ enum SmolVMTool {
         var command: any CLICommand.Type = Root.self
         var path = ["smolvm"]
         var rest = arguments
-        while let first = rest.first, let sub = command.configuration.subcommands.first(where: { $0.configuration.name == first }) {
+        while let first = rest.first,
+            let sub = command.configuration.subcommands.first(where: { $0.configuration.name == first })
+        {
             command = sub
             path.append(first)
             rest.removeFirst()
         }
         let failureStatus: Int32 = (command == RunCommand.self) ? 125 : 1
         let usageStatus: Int32 = (command == RunCommand.self) ? 125 : 2
-        let json = rest.contains("--json") && !(command == RunCommand.self && rest.firstIndex(of: "--").map { rest.firstIndex(of: "--json")! > $0 } == true)
+        let json =
+            rest.contains("--json")
+            && !(command == RunCommand.self
+                && rest.firstIndex(of: "--").map { rest.firstIndex(of: "--json")! > $0 } == true)
         do {
             var parsed = try ParsedArguments.parse(rest, for: command.configuration)
             parsed.commandPath = path
@@ -77,7 +82,9 @@ enum SmolVMTool {
             }
             return try await command.init(parsed).run()
         } catch let error as UsageError {
-            report(error.message, json: json, code: "usage", hint: "Run '\(path.joined(separator: " ")) --help' for usage.")
+            report(
+                error.message, json: json, code: "usage", hint: "Run '\(path.joined(separator: " ")) --help' for usage."
+            )
             return usageStatus
         } catch let error as SmolVMError {
             report(error.description, json: json, code: error.code.rawValue, hint: nil)

@@ -48,7 +48,9 @@ public struct FileDescriptor: Sendable, Hashable, CustomStringConvertible {
     {
         let fd = try retryOnInterrupt {
             (path + [0]).withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { Glibc.open($0.baseAddress!, flags.rawValue | O_CLOEXEC, mode) }
+                buffer.withMemoryRebound(to: CChar.self) {
+                    Glibc.open($0.baseAddress!, flags.rawValue | O_CLOEXEC, mode)
+                }
             }
         }
         return FileDescriptor(rawValue: fd)

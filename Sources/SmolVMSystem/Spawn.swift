@@ -123,7 +123,8 @@ final class CStringArray {
         storage = strings.map { bytes in
             let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
             bytes.withUnsafeBytes { raw in
-                UnsafeMutableRawPointer(pointer).copyMemory(from: raw.baseAddress ?? UnsafeRawPointer(pointer), byteCount: bytes.count)
+                UnsafeMutableRawPointer(pointer).copyMemory(
+                    from: raw.baseAddress ?? UnsafeRawPointer(pointer), byteCount: bytes.count)
             }
             pointer[bytes.count] = 0
             return pointer

@@ -56,7 +56,10 @@ public enum UnixSocket {
     }
 
     private static func makeSocket() throws -> FileDescriptor {
-        FileDescriptor(rawValue: try retryOnInterrupt { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        FileDescriptor(
+            rawValue: try retryOnInterrupt {
+                socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            })
     }
 
     private static func withAddress(

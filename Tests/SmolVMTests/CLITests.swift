@@ -8,7 +8,9 @@ import Testing
 struct CLITests {
     @Test("run streams stdout and stderr separately and exits with the command's status")
     func runExitStatus() async throws {
-        let result = try await VMTest.cli(["run", "--image", "minimal", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
+        let result = try await VMTest.cli([
+            "run", "--image", "minimal", "--", "sh", "-c", "echo out; echo err >&2; exit 7",
+        ])
         #expect(result.status == 7)
         #expect(result.stdout == Array("out\n".utf8))
         #expect(result.stderr == Array("err\n".utf8))
@@ -38,7 +40,9 @@ struct CLITests {
     func runBadInput() async throws {
         let bogus = try await VMTest.cli(["run", "--backend", "bogus", "--", "true"])
         #expect(bogus.status == 125)
-        #expect(String(decoding: bogus.stderr, as: UTF8.self).contains("Unsupported backend 'bogus'. Supported values: auto, firecracker, qemu"))
+        #expect(
+            String(decoding: bogus.stderr, as: UTF8.self).contains(
+                "Unsupported backend 'bogus'. Supported values: auto, firecracker, qemu"))
 
         let envBogus = try await VMTest.cli(["run", "--", "true"], environment: ["SMOLVM_BACKEND": "bogus"])
         #expect(envBogus.status == 125)
@@ -72,7 +76,8 @@ struct CLITests {
         }
         // The argument beats the environment.
         let argumentWins = try await VMTest.cli(
-            ["run", "--backend", "qemu", "--image", "minimal", "--", "true"], environment: ["SMOLVM_BACKEND": "firecracker"])
+            ["run", "--backend", "qemu", "--image", "minimal", "--", "true"],
+            environment: ["SMOLVM_BACKEND": "firecracker"])
         #expect(argumentWins.status == 0)
     }
 
@@ -139,14 +144,18 @@ struct CLITests {
         let next = try await VMTest.cli(["run", "--image", "minimal", "--", "true"])
         #expect(next.status == 0)
         let runtimeAfter = Set((try? FileManager.default.contentsOfDirectory(atPath: VMTest.paths.run.path)) ?? [])
-        #expect(runtimeAfter.intersection(runtimeBefore).allSatisfy { entry in
-            FileLock.isHeld(VMTest.paths.runtime(entry).appendingPathComponent("lock").path)
-        })
+        #expect(
+            runtimeAfter.intersection(runtimeBefore).allSatisfy { entry in
+                FileLock.isHeld(VMTest.paths.runtime(entry).appendingPathComponent("lock").path)
+            })
     }
 
     @Test("help is available on every command, with examples")
     func help() async throws {
-        for command in [["--help"], ["run", "--help"], ["setup", "--help"], ["image", "list", "--help"], ["bench", "--help"], ["doctor", "--help"]] {
+        for command in [
+            ["--help"], ["run", "--help"], ["setup", "--help"], ["image", "list", "--help"], ["bench", "--help"],
+            ["doctor", "--help"],
+        ] {
             let result = try await VMTest.cli(command)
             #expect(result.status == 0, "\(command)")
             let text = String(decoding: result.stdout, as: UTF8.self)

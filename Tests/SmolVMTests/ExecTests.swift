@@ -36,14 +36,18 @@ struct ExecTests {
     func binaryOutput() async throws {
         try await Sandbox.withSandbox(VMTest.configuration()) { sandbox in
             // Every byte value, twice.
-            let all = try await sandbox.run(.shell("i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done; printf '\\377\\376\\000'"))
+            let all = try await sandbox.run(
+                .shell(
+                    "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done; printf '\\377\\376\\000'"
+                ))
             var expected = (0...255).map { UInt8($0) }
             expected += [0xff, 0xfe, 0x00]
             #expect(all.stdout == expected)
 
             // 65535 ASCII bytes then "é" (2 bytes) and "€" (3 bytes): the
             // multibyte characters straddle the agent's 64 KiB chunk boundary.
-            let split = try await sandbox.run(.shell("head -c 65535 /dev/zero | tr '\\0' a; printf '\\303\\251\\342\\202\\254'"))
+            let split = try await sandbox.run(
+                .shell("head -c 65535 /dev/zero | tr '\\0' a; printf '\\303\\251\\342\\202\\254'"))
             #expect(split.stdout.count == 65535 + 5)
             #expect(split.stdout.suffix(5) == [0xc3, 0xa9, 0xe2, 0x82, 0xac])
             #expect(split.stdoutText.hasSuffix("é€"))
@@ -104,7 +108,9 @@ struct ExecTests {
         try await Sandbox.withSandbox(VMTest.configuration()) { sandbox in
             var payload = [UInt8]()
             for index in 0..<300_000 { payload.append(UInt8(truncatingIfNeeded: index &* 31)) }
-            let result = try await sandbox.run(Command(["sh", "-c", "cat > /tmp/in; wc -c < /tmp/in; md5sum < /tmp/in"], standardInput: .bytes(payload)))
+            let result = try await sandbox.run(
+                Command(
+                    ["sh", "-c", "cat > /tmp/in; wc -c < /tmp/in; md5sum < /tmp/in"], standardInput: .bytes(payload)))
             let lines = result.stdoutText.split(separator: "\n")
             #expect(lines.first.map { $0.trimmingCharacters(in: .whitespaces) } == "300000")
 
@@ -123,7 +129,13 @@ struct ExecTests {
             let results = try await withThrowingTaskGroup(of: (Int, ExecResult).self) { group in
                 for index in 0..<12 {
                     group.addTask {
-                        (index, try await sandbox.run(.shell("sleep 0.$((\(index) % 3)); echo start\(index); echo err\(index) >&2; exit \(index)")))
+                        (
+                            index,
+                            try await sandbox.run(
+                                .shell(
+                                    "sleep 0.$((\(index) % 3)); echo start\(index); echo err\(index) >&2; exit \(index)"
+                                ))
+                        )
                     }
                 }
                 var collected: [Int: ExecResult] = [:]

@@ -7,7 +7,8 @@ import Testing
 struct FileTransferTests {
     @Test("upload and download round trip, checked by SHA-256 on both sides")
     func roundTrip() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smolvm-files-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "smolvm-files-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let source = directory.appendingPathComponent("random.bin")
@@ -40,7 +41,8 @@ struct FileTransferTests {
 
     @Test("bad paths fail clearly and leave no partial file")
     func badPaths() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smolvm-badpaths-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "smolvm-badpaths-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try await Sandbox.withSandbox(VMTest.configuration()) { sandbox in

@@ -57,7 +57,8 @@ struct LifecycleTests {
         await sandbox.stop()
         #expect(await sandbox.status == .stopped)
         #expect(!VMTest.isRunningProcess(pid))
-        let console = try String(contentsOf: sandbox.runtimeDirectory.appendingPathComponent("console.log"), encoding: .utf8)
+        let console = try String(
+            contentsOf: sandbox.runtimeDirectory.appendingPathComponent("console.log"), encoding: .utf8)
         #expect(console.contains("shutting down"))
         await sandbox.delete()
         #expect(!FileManager.default.fileExists(atPath: sandbox.runtimeDirectory.path))
@@ -66,7 +67,7 @@ struct LifecycleTests {
     @Test("a guest that never answers fails the boot with a clear error and leaves nothing")
     func guestNeverAnswers() async throws {
         // An image whose init is not the agent: it boots but never speaks.
-        let home = try IsolatedHome.make()
+        let home = try await IsolatedHome.make()
         defer { home.remove() }
         try await home.installImage(named: "silent", initScript: "#!/bin/sh\nwhile true; do sleep 1; done\n")
         var configuration = VMTest.configuration(image: "silent")
@@ -85,7 +86,7 @@ struct LifecycleTests {
 
     @Test("a VMM that dies during boot is reported with its log and leaves nothing")
     func failedBoot() async throws {
-        let home = try IsolatedHome.make()
+        let home = try await IsolatedHome.make()
         defer { home.remove() }
         // Not a kernel: QEMU refuses it and exits at once.
         let bogus = home.paths.kernels.appendingPathComponent("vmlinux-bogus")
@@ -109,21 +110,28 @@ struct LifecycleTests {
 
     @Test("a damaged image is refused before boot")
     func damagedImage() async throws {
-        let home = try IsolatedHome.make()
+        let home = try await IsolatedHome.make()
         defer { home.remove() }
         let manifestURL = ImageStore(paths: home.paths).imageManifestURL("minimal")
         var manifest = try #require(try ArtifactManifest.load(manifestURL))
         let file = manifestURL.deletingLastPathComponent().appendingPathComponent(manifest.file)
-        // Replace the hard link with a modified copy.
-        let bytes = try Data(contentsOf: file)
-        try FileManager.default.removeItem(at: file)
-        var damaged = bytes
-        damaged[damaged.count / 2] ^= 0xff
-        try damaged.write(to: file)
+        // Flip one byte of the private copy.
+        chmod(file.path, 0o644)
+        let handle = try FileHandle(forUpdating: file)
+        try handle.seek(toOffset: 4096)
+        let original = try #require(try handle.read(upToCount: 1))
+        try handle.seek(toOffset: 4096)
+        try handle.write(contentsOf: Data([original[0] ^ 0xff]))
+        try handle.close()
         manifest.verified = nil
         try manifest.save(manifestURL)
         do {
-            _ = try await Sandbox.create({ var c = VMTest.configuration(); c.paths = home.paths; return c }())
+            _ = try await Sandbox.create(
+                {
+                    var c = VMTest.configuration()
+                    c.paths = home.paths
+                    return c
+                }())
             Issue.record("expected a checksum error")
         } catch let error as SmolVMError {
             #expect(error.code == .corrupted)
@@ -152,19 +160,25 @@ final class Box: @unchecked Sendable {
     var pid: Int32?
 }
 
-/// A private SMOLVM_HOME whose kernel and images are hard links to the real
-/// ones, so a test can damage or replace them without touching the shared store.
+/// A private SMOLVM_HOME holding copies of the real kernel and minimal image
+/// (sparse, so cheap), so a test can damage or replace them without touching
+/// the shared store.
 struct IsolatedHome {
     let paths: SmolVMPaths
 
-    static func make() throws -> IsolatedHome {
+    static func make() async throws -> IsolatedHome {
         let root = URL(fileURLWithPath: "/tmp/smolvm-t-\(UUID().uuidString.prefix(8))")
         let home = IsolatedHome(paths: SmolVMPaths(home: root))
         let real = VMTest.paths
-        for (source, destination) in [(real.kernels, home.paths.kernels), (real.image("minimal"), home.paths.image("minimal"))] {
+        for (source, destination) in [
+            (real.kernels, home.paths.kernels), (real.image("minimal"), home.paths.image("minimal")),
+        ] {
             try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
             for entry in try FileManager.default.contentsOfDirectory(atPath: source.path) where !entry.hasPrefix(".") {
-                try FileManager.default.linkItem(at: source.appendingPathComponent(entry), to: destination.appendingPathComponent(entry))
+                try await Subprocess.check([
+                    "cp", "--sparse=always", source.appendingPathComponent(entry).path,
+                    destination.appendingPathComponent(entry).path,
+                ])
             }
         }
         return home
@@ -189,11 +203,15 @@ struct IsolatedHome {
     /// Builds an image from the minimal one's busybox with a different init.
     func installImage(named name: String, initScript: String) async throws {
         let tree = paths.build.appendingPathComponent("tree-\(name)")
-        try FileManager.default.createDirectory(at: tree.appendingPathComponent("bin"), withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: tree.appendingPathComponent("sbin"), withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: tree.appendingPathComponent("bin/busybox").path)
+        try FileManager.default.createDirectory(
+            at: tree.appendingPathComponent("bin"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: tree.appendingPathComponent("sbin"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            atPath: "/bin/busybox", toPath: tree.appendingPathComponent("bin/busybox").path)
         for applet in ["sh", "sleep"] {
-            try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("bin/\(applet)").path, withDestinationPath: "busybox")
+            try FileManager.default.createSymbolicLink(
+                atPath: tree.appendingPathComponent("bin/\(applet)").path, withDestinationPath: "busybox")
         }
         let agent = tree.appendingPathComponent("sbin/smolvm-agent")
         try Data(initScript.utf8).write(to: agent)

@@ -18,7 +18,8 @@ extension AgentClient {
             options: options)
         let encoded = request.encoded()
         guard encoded.count <= FrameLimits.maxPayload else {
-            throw SmolVMError(.invalidArgument, "the command's arguments and environment exceed \(FrameLimits.maxPayload) bytes")
+            throw SmolVMError(
+                .invalidArgument, "the command's arguments and environment exceed \(FrameLimits.maxPayload) bytes")
         }
         let (id, queue) = try open()
         do {
@@ -106,7 +107,8 @@ public final class SandboxProcess: Sendable {
             case .stdout(let bytes): stdout.append(contentsOf: bytes)
             case .stderr(let bytes): stderr.append(contentsOf: bytes)
             case .exit(let status):
-                return ExecResult(status: status, stdout: stdout, stderr: stderr, duration: ContinuousClock.now - started)
+                return ExecResult(
+                    status: status, stdout: stdout, stderr: stderr, duration: ContinuousClock.now - started)
             }
         }
         throw SmolVMError(.agentUnreachable, "the command's output ended without an exit status")
@@ -126,7 +128,8 @@ public final class SandboxProcess: Sendable {
                 guard !done else { return nil }
                 guard let frame = try await process.queue.next() else {
                     done = true
-                    throw SmolVMError(.agentUnreachable, "the connection to the guest agent ended while the command ran")
+                    throw SmolVMError(
+                        .agentUnreachable, "the connection to the guest agent ended while the command ran")
                 }
                 switch frame.kind {
                 case .stdout: return .stdout(frame.payload)

@@ -101,7 +101,8 @@ public final class AgentClient: @unchecked Sendable {
         if let error = state.withLock({ $0.closedError }) { throw error }
         var bytes = [UInt8]()
         for frame in frames {
-            Frame.appendHeader(to: &bytes, kind: frame.kind, requestID: frame.requestID, payloadCount: frame.payload.count)
+            Frame.appendHeader(
+                to: &bytes, kind: frame.kind, requestID: frame.requestID, payloadCount: frame.payload.count)
             bytes.append(contentsOf: frame.payload)
         }
         do {

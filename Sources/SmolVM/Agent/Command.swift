@@ -53,7 +53,8 @@ public struct Command: Sendable, Equatable {
         for (key, value) in environment {
             guard !key.isEmpty, !key.contains("="), !key.utf8.contains(0), !value.utf8.contains(0) else {
                 throw SmolVMError(
-                    .invalidArgument, "invalid environment variable name '\(key)': names must be non-empty and contain no '=' or NUL")
+                    .invalidArgument,
+                    "invalid environment variable name '\(key)': names must be non-empty and contain no '=' or NUL")
             }
         }
         if let timeout, timeout <= .zero {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A virtual machine monitor SmolVM can drive.
 public enum BackendKind: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case firecracker
@@ -26,5 +28,3 @@ public enum BackendPreference: String, Sendable, Codable, CaseIterable, CustomSt
         self = value
     }
 }
-
-import Foundation

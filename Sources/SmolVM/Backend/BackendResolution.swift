@@ -40,25 +40,33 @@ public struct BackendResolution: Sendable, Equatable {
             if let problem = firecracker.problem {
                 throw SmolVMError(.hostUnsupported, "Firecracker cannot run on this host: \(problem)")
             }
-            return BackendResolution(requested: requested, source: source, backend: .firecracker, reason: "requested explicitly (\(source.rawValue))")
+            return BackendResolution(
+                requested: requested, source: source, backend: .firecracker,
+                reason: "requested explicitly (\(source.rawValue))")
         case .qemu:
             if let problem = qemu.problem {
                 throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(problem)")
             }
-            return BackendResolution(requested: requested, source: source, backend: .qemu, reason: "requested explicitly (\(source.rawValue))")
+            return BackendResolution(
+                requested: requested, source: source, backend: .qemu,
+                reason: "requested explicitly (\(source.rawValue))")
         case .auto:
             if host.operatingSystem == "linux", firecracker.problem == nil {
-                return BackendResolution(requested: requested, source: source, backend: .firecracker, reason: "Firecracker is installed and KVM is usable")
+                return BackendResolution(
+                    requested: requested, source: source, backend: .firecracker,
+                    reason: "Firecracker is installed and KVM is usable")
             }
             if qemu.problem == nil {
-                let why = host.operatingSystem == "linux"
+                let why =
+                    host.operatingSystem == "linux"
                     ? "Firecracker is not usable (\(firecracker.problem ?? "")); using QEMU with \(qemu.accelerator?.accelerator.rawValue ?? "tcg")"
                     : "QEMU is the default on \(host.operatingSystem)"
                 return BackendResolution(requested: requested, source: source, backend: .qemu, reason: why)
             }
             throw SmolVMError(
                 .hostUnsupported,
-                "No usable backend on this host.\n  firecracker: \(firecracker.problem ?? "ok")\n  qemu: \(qemu.problem ?? "ok")")
+                "No usable backend on this host.\n  firecracker: \(firecracker.problem ?? "ok")\n  qemu: \(qemu.problem ?? "ok")"
+            )
         }
     }
 }
@@ -110,8 +118,11 @@ public struct QEMUAvailability: Sendable {
         let name = systemBinaryName(host)
         let binary = host.environment["SMOLVM_QEMU"].flatMap { host.fileExists($0) ? $0 : nil } ?? host.which(name)
         guard let binary else {
-            let fix = host.operatingSystem == "macos" ? "brew install qemu" : "sudo apt-get install -y qemu-system-x86 qemu-utils (or run smolvm setup)"
-            return QEMUAvailability(binary: nil, accelerator: nil, problem: "\(name) was not found in PATH. Fix: \(fix)")
+            let fix =
+                host.operatingSystem == "macos"
+                ? "brew install qemu" : "sudo apt-get install -y qemu-system-x86 qemu-utils (or run smolvm setup)"
+            return QEMUAvailability(
+                binary: nil, accelerator: nil, problem: "\(name) was not found in PATH. Fix: \(fix)")
         }
         do {
             let accelerator = try AcceleratorChoice.resolve(host)

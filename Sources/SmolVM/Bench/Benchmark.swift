@@ -49,16 +49,20 @@ public enum Benchmark {
         let store = ImageStore(paths: options.paths)
         let kernel = try await store.kernel()
         let image = try await store.image(options.image)
-        var configuration = SandboxConfiguration(image: options.image, memoryMiB: options.memoryMiB, cpus: 1, backend: .qemu)
+        var configuration = SandboxConfiguration(
+            image: options.image, memoryMiB: options.memoryMiB, cpus: 1, backend: .qemu)
         configuration.paths = options.paths
         configuration.network = false
-        let version = (try? await Subprocess.run([binary, "--version"]).outputText.split(separator: "\n").first.map(String.init)) ?? nil
+        let version =
+            (try? await Subprocess.run([binary, "--version"]).outputText.split(separator: "\n").first.map(String.init))
+            ?? nil
 
         var rawBoots: [Double] = []
         var coldStarts: [Double] = []
         for run in 1...options.coldRuns {
             progress("cold start \(run)/\(options.coldRuns)")
-            let raw = try await RawGuest.boot(binary: binary, kernel: kernel.url, image: image.url, options: options, accelerator: accelerator)
+            let raw = try await RawGuest.boot(
+                binary: binary, kernel: kernel.url, image: image.url, options: options, accelerator: accelerator)
             rawBoots.append(raw.bootMilliseconds)
             await raw.shutdown()
             let start = ContinuousClock.now
@@ -69,7 +73,8 @@ public enum Benchmark {
         }
 
         progress("raw floor: echo and fork-exec loops, idle memory")
-        let raw = try await RawGuest.boot(binary: binary, kernel: kernel.url, image: image.url, options: options, accelerator: accelerator)
+        let raw = try await RawGuest.boot(
+            binary: binary, kernel: kernel.url, image: image.url, options: options, accelerator: accelerator)
         let rawEcho = try await raw.roundTrips("e", count: options.warmRuns)
         let rawExec = try await raw.roundTrips("x", count: options.warmRuns)
         let rawUploadSeconds = try await raw.bulkUpload()
@@ -132,7 +137,8 @@ public enum Benchmark {
                 target: "<= 1.1x raw idle", met: rss / rawRSS <= 1.1),
         ]
         return Report(
-            accelerator: accelerator.accelerator.rawValue, acceleratorReason: accelerator.reason, qemu: version ?? binary,
+            accelerator: accelerator.accelerator.rawValue, acceleratorReason: accelerator.reason,
+            qemu: version ?? binary,
             image: options.image, memoryMiB: options.memoryMiB, cpus: 1, metrics: metrics)
     }
 

@@ -19,10 +19,12 @@ public struct SmolVMPaths: Sendable, Equatable {
         -> SmolVMPaths
     {
         if let value = environment["SMOLVM_HOME"], !value.isEmpty {
-            let url = URL(fileURLWithPath: value, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            let url = URL(
+                fileURLWithPath: value, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
             return SmolVMPaths(home: url.absoluteURL)
         }
-        let home = environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
+        let home =
+            environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
         return SmolVMPaths(home: home.appendingPathComponent(".smolvm"))
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The hardware (or software) that runs guest instructions.
 public enum Accelerator: String, Sendable, Codable, CaseIterable {
     /// Linux KVM with hardware virtualization.
@@ -78,7 +80,8 @@ public struct AcceleratorChoice: Sendable, Equatable {
         if let raw = host.environment["SMOLVM_ACCEL"]?.trimmingCharacters(in: .whitespaces).lowercased(), !raw.isEmpty {
             guard let accelerator = Accelerator(rawValue: raw) else {
                 throw SmolVMError(
-                    .invalidArgument, "Unsupported accelerator '\(raw)' in SMOLVM_ACCEL. Supported values: kvm, tcg, hvf")
+                    .invalidArgument,
+                    "Unsupported accelerator '\(raw)' in SMOLVM_ACCEL. Supported values: kvm, tcg, hvf")
             }
             switch accelerator {
             case .kvm where host.operatingSystem != "linux":
@@ -102,5 +105,3 @@ public struct AcceleratorChoice: Sendable, Equatable {
             accelerator: .tcg, reason: "software emulation because \(kvm.summary)", overridden: false)
     }
 }
-
-import Foundation

@@ -1,4 +1,5 @@
 import Foundation
+import SmolVMSystem
 
 /// The kernels and root file system images under `SMOLVM_HOME`.
 public struct ImageStore: Sendable {
@@ -38,19 +39,22 @@ public struct ImageStore: Sendable {
     }
 
     static func validateName(_ name: String) throws {
-        let valid = !name.isEmpty && name.count <= 63
+        let valid =
+            !name.isEmpty && name.count <= 63
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
             && name.first != "-"
         guard valid else {
             throw SmolVMError(
                 .invalidArgument,
-                "invalid image name '\(name)': use lowercase letters, digits and '-'. Available images: \(buildableImages.joined(separator: ", "))")
+                "invalid image name '\(name)': use lowercase letters, digits and '-'. Available images: \(buildableImages.joined(separator: ", "))"
+            )
         }
     }
 
     /// Checks the artifact before use. The full SHA-256 is computed when the
     /// file's size, mtime or inode differ from when it was last verified.
-    func verify(_ manifest: ArtifactManifest, at manifestURL: URL, force: Bool = false) async throws -> VerifiedArtifact {
+    func verify(_ manifest: ArtifactManifest, at manifestURL: URL, force: Bool = false) async throws -> VerifiedArtifact
+    {
         let url = manifestURL.deletingLastPathComponent().appendingPathComponent(manifest.file)
         guard let stamp = FileStamp.read(url.path) else {
             throw SmolVMError(.notFound, "\(url.path) is missing. Fix: run `smolvm setup` to rebuild \(manifest.name)")
@@ -133,8 +137,6 @@ public struct ImageStore: Sendable {
         return entries
     }
 }
-
-import SmolVMSystem
 
 extension ImageStore {
     /// Hashes every artifact in full, whatever its stamp says.

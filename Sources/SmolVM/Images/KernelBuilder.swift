@@ -13,7 +13,9 @@ struct KernelBuilder {
             "architecture": architecture,
             "recipe": KernelConfiguration.recipeVersion,
         ]
-        let key = String(SHA256.hex(inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")).prefix(16))
+        let key = String(
+            SHA256.hex(inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n"))
+                .prefix(16))
         return (key, inputs)
     }
 
@@ -23,7 +25,8 @@ struct KernelBuilder {
         guard let sourceVersion, FileManager.default.fileExists(atPath: KernelConfiguration.sourceTarball) else {
             throw SmolVMError(
                 .notFound,
-                "\(KernelConfiguration.sourceTarball) is missing. Fix: sudo apt-get install -y \(KernelConfiguration.sourcePackage)")
+                "\(KernelConfiguration.sourceTarball) is missing. Fix: sudo apt-get install -y \(KernelConfiguration.sourcePackage)"
+            )
         }
         let (key, inputs) = Self.key(sourceVersion: sourceVersion, architecture: "x86_64")
         if !force, let current = try? ArtifactManifest.load(store.kernelManifestURL), current.key == key,
@@ -52,14 +55,16 @@ struct KernelBuilder {
         let lines = Set(written.split(separator: "\n").map(String.init))
         let missing = KernelConfiguration.required.filter { !lines.contains($0) }
         guard missing.isEmpty else {
-            throw SmolVMError(.system, "the kernel configuration lost required options: \(missing.joined(separator: ", "))")
+            throw SmolVMError(
+                .system, "the kernel configuration lost required options: \(missing.joined(separator: ", "))")
         }
 
         let jobs = max(1, ProcessInfo.processInfo.activeProcessorCount)
         progress.step("kernel", "compiling with \(jobs) jobs (about 7 minutes on 2 cores)")
         let counter = LineCounter(expected: 1700, report: { percent in progress.percent("kernel", percent) })
         try await Subprocess.check(
-            ["make", "-C", source.path, "-j\(jobs)", "vmlinux"], onOutputLine: { line in
+            ["make", "-C", source.path, "-j\(jobs)", "vmlinux"],
+            onOutputLine: { line in
                 if line.hasPrefix("  ") { counter.tick() }
             })
         let built = store.paths.kernels.appendingPathComponent(".vmlinux-\(key).partial")

@@ -41,12 +41,15 @@ struct RootfsBuilder {
         default:
             throw SmolVMError(
                 .invalidArgument,
-                "setup cannot build an image named '\(name)'. Buildable images: \(ImageStore.buildableImages.joined(separator: ", "))")
+                "setup cannot build an image named '\(name)'. Buildable images: \(ImageStore.buildableImages.joined(separator: ", "))"
+            )
         }
     }
 
     static func key(_ inputs: [String: String]) -> String {
-        String(SHA256.hex(inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")).prefix(16))
+        String(
+            SHA256.hex(inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n"))
+                .prefix(16))
     }
 
     private func build(
@@ -80,14 +83,16 @@ struct RootfsBuilder {
             "mkfs.ext4", "-q", "-F", "-L", "smolvm-root", "-d", tree.path, "-E", "root_owner=0:0", partial.path,
         ])
         let manifest = try await store.install(
-            built: partial, name: name, key: key, fileName: "rootfs-\(key).ext4", inputs: inputs, manifestURL: manifestURL)
+            built: partial, name: name, key: key, fileName: "rootfs-\(key).ext4", inputs: inputs,
+            manifestURL: manifestURL)
         progress.step(name, "built \(manifest.file) (\(ByteCount(manifest.size)) virtual)")
         return manifest
     }
 
     private func installAgent(into tree: URL) throws {
         let destination = tree.appendingPathComponent("sbin/smolvm-agent")
-        try FileManager.default.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? FileManager.default.removeItem(at: destination)
         try FileManager.default.copyItem(at: agent, to: destination)
         chmod(destination.path, 0o755)
@@ -101,7 +106,8 @@ struct RootfsBuilder {
         ]
         for (path, contents) in files {
             let url = tree.appendingPathComponent(path)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try? FileManager.default.removeItem(at: url)
             try Data(contents.utf8).write(to: url)
         }
@@ -117,14 +123,18 @@ struct RootfsBuilder {
     /// busybox and its applet links, plus the files a shell expects.
     private func populateMinimal(_ tree: URL) async throws {
         progress.step("minimal", "assembling a busybox tree")
-        guard let busybox = ["/bin/busybox", "/usr/bin/busybox"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        guard
+            let busybox = ["/bin/busybox", "/usr/bin/busybox"].first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
         else {
             throw SmolVMError(.notFound, "busybox was not found. Fix: sudo apt-get install -y busybox-static")
         }
         let bin = tree.appendingPathComponent("bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         for directory in ["sbin", "usr/bin", "usr/sbin", "etc"] {
-            try FileManager.default.createDirectory(at: tree.appendingPathComponent(directory), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: tree.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
         try FileManager.default.copyItem(atPath: busybox, toPath: bin.appendingPathComponent("busybox").path)
         let applets = try await Subprocess.check([busybox, "--list-full"]).outputText.split(separator: "\n")
@@ -146,7 +156,9 @@ struct RootfsBuilder {
         let cached = store.paths.cache.appendingPathComponent("debootstrap-\(treeKey)")
         if force || !FileManager.default.fileExists(atPath: cached.appendingPathComponent("usr/bin/python3").path) {
             guard getuid() == 0 else {
-                throw SmolVMError(.hostUnsupported, "building the debian image runs debootstrap, which needs root. Fix: run `sudo smolvm setup`")
+                throw SmolVMError(
+                    .hostUnsupported,
+                    "building the debian image runs debootstrap, which needs root. Fix: run `sudo smolvm setup`")
             }
             guard Subprocess.which("debootstrap") != nil else {
                 throw SmolVMError(.notFound, "debootstrap was not found. Fix: sudo apt-get install -y debootstrap")
@@ -161,7 +173,8 @@ struct RootfsBuilder {
                 [
                     "debootstrap", "--variant=minbase", "--include=\(Self.debianPackages.joined(separator: ","))",
                     Self.debianSuite, partial.path, mirror,
-                ], timeout: .seconds(1800), onOutputLine: { line in
+                ], timeout: .seconds(1800),
+                onOutputLine: { line in
                     if line.hasPrefix("I: ") { counter.tick() }
                 })
             // Package caches only take space in every sandbox's base.
@@ -191,7 +204,8 @@ struct RootfsBuilder {
             for line in text.split(separator: "\n") {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 if trimmed.hasPrefix("URIs:") {
-                    let uri = trimmed.dropFirst(5).trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init)
+                    let uri = trimmed.dropFirst(5).trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(
+                        String.init)
                     if let uri, !uri.contains("security") { return uri }
                 }
                 if trimmed.hasPrefix("deb "), !trimmed.contains("security") {

@@ -23,7 +23,8 @@ public struct Setup: Sendable {
         guard unknown.isEmpty else {
             throw SmolVMError(
                 .invalidArgument,
-                "setup cannot build \(unknown.map { "'\($0)'" }.joined(separator: ", ")). Buildable images: \(ImageStore.buildableImages.joined(separator: ", "))")
+                "setup cannot build \(unknown.map { "'\($0)'" }.joined(separator: ", ")). Buildable images: \(ImageStore.buildableImages.joined(separator: ", "))"
+            )
         }
         if options.installPackages {
             let missing = try await HostPackages.missing()
@@ -31,7 +32,8 @@ public struct Setup: Sendable {
                 guard getuid() == 0 else {
                     throw SmolVMError(
                         .notFound,
-                        "missing host packages: \(missing.joined(separator: " ")). Install them with:\n  \(HostPackages.installCommand(missing))\nthen run smolvm setup again")
+                        "missing host packages: \(missing.joined(separator: " ")). Install them with:\n  \(HostPackages.installCommand(missing))\nthen run smolvm setup again"
+                    )
                 }
                 try await HostPackages.install(missing, progress: progress)
             } else {
@@ -59,19 +61,23 @@ public enum AgentBinary {
             candidates.append(URL(fileURLWithPath: explicit))
         } else {
             let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            let own = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? executable.path)
+            let own = URL(
+                fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                    ?? executable.path)
             candidates.append(own.deletingLastPathComponent().appendingPathComponent("smolvm-agent"))
             candidates.append(executable.deletingLastPathComponent().appendingPathComponent("smolvm-agent"))
         }
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
             throw SmolVMError(
                 .notFound,
-                "the guest agent was not found at \(candidates.map(\.path).joined(separator: " or ")). Fix: build it with `swift build -c release` (it is linked statically), or set SMOLVM_AGENT to its path")
+                "the guest agent was not found at \(candidates.map(\.path).joined(separator: " or ")). Fix: build it with `swift build -c release` (it is linked statically), or set SMOLVM_AGENT to its path"
+            )
         }
         guard try isStaticExecutable(found) else {
             throw SmolVMError(
                 .invalidArgument,
-                "\(found.path) is dynamically linked; the guest has no Swift runtime, so the agent must be a static executable. Fix: build it with `swift build -c release`")
+                "\(found.path) is dynamically linked; the guest has no Swift runtime, so the agent must be a static executable. Fix: build it with `swift build -c release`"
+            )
         }
         return found
     }
@@ -83,14 +89,17 @@ public enum AgentBinary {
         let header = [UInt8](handle.readData(ofLength: 64))
         guard header.count == 64, header[0..<4] == [0x7f, 0x45, 0x4c, 0x46], header[4] == 2 else { return false }
         func u16(_ bytes: [UInt8], _ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        func u64(_ bytes: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[at + $1]) << (8 * $1) } }
+        func u64(_ bytes: [UInt8], _ at: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(bytes[at + $1]) << (8 * $1) }
+        }
         let phoff = u64(header, 32)
         let phentsize = u16(header, 54)
         let phnum = u16(header, 56)
         try handle.seek(toOffset: phoff)
         let table = [UInt8](handle.readData(ofLength: phentsize * phnum))
         guard table.count == phentsize * phnum else { return false }
-        for index in 0..<phnum where table[index * phentsize] == 3 && table[index * phentsize + 1...index * phentsize + 3] == [0, 0, 0] {
+        for index in 0..<phnum
+        where table[index * phentsize] == 3 && table[index * phentsize + 1...index * phentsize + 3] == [0, 0, 0] {
             return false
         }
         return true

@@ -64,13 +64,16 @@ public actor Sandbox {
     ///
     /// Validation, backend resolution and image checks happen before anything
     /// starts; a failure at any later step removes what was created.
-    public static func create(_ configuration: SandboxConfiguration = SandboxConfiguration(), logger: Logger = .disabled)
+    public static func create(
+        _ configuration: SandboxConfiguration = SandboxConfiguration(), logger: Logger = .disabled
+    )
         async throws -> Sandbox
     {
         try configuration.validate()
         let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
         guard resolution.backend == .qemu else {
-            throw SmolVMError(.unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
+            throw SmolVMError(
+                .unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
         }
         let qemu = QEMUAvailability.check(configuration.host)
         guard let binary = qemu.binary, let accelerator = qemu.accelerator else {
@@ -133,7 +136,8 @@ public actor Sandbox {
     private func agent() throws -> AgentClient {
         let machine = try machine()
         if machine.agent.isClosed {
-            throw SmolVMError(.agentUnreachable, "the connection to sandbox \(id)'s agent is closed; the VM may have died")
+            throw SmolVMError(
+                .agentUnreachable, "the connection to sandbox \(id)'s agent is closed; the VM may have died")
         }
         return machine.agent
     }

@@ -103,7 +103,9 @@ struct Subprocess {
             if timedOut {
                 throw SmolVMError(.timeout, "\(arguments[0]) did not finish within \(timeout!)")
             }
-            return Result(status: status, standardOutput: Array(buffers[0].suffix(keepBytes)), standardError: Array(buffers[1].suffix(keepBytes)))
+            return Result(
+                status: status, standardOutput: Array(buffers[0].suffix(keepBytes)),
+                standardError: Array(buffers[1].suffix(keepBytes)))
         }
     }
 

@@ -3,6 +3,8 @@
 /// `CommandConfiguration` (abstract, discussion, examples, options), parse into
 /// `ParsedArguments`, and report user errors as typed errors with exit codes.
 
+import Foundation
+
 /// How a command describes itself.
 struct CommandConfiguration: Sendable {
     var name: String
@@ -68,7 +70,8 @@ struct ParsedArguments {
     func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = value(name) else { return nil }
         guard let number = Int(text), range.contains(number) else {
-            throw UsageError("\(name) expects a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+            throw UsageError(
+                "\(name) expects a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
         }
         return number
     }
@@ -169,7 +172,8 @@ enum CLICommandHelp {
             let width = configuration.subcommands.map { $0.configuration.name.count }.max() ?? 0
             for sub in configuration.subcommands {
                 let name = sub.configuration.name
-                text += "  \(name.padding(toLength: width + 2, withPad: " ", startingAt: 0))\(sub.configuration.abstract)\n"
+                text +=
+                    "  \(name.padding(toLength: width + 2, withPad: " ", startingAt: 0))\(sub.configuration.abstract)\n"
             }
             text += "\n  See '\(path) SUBCOMMAND --help' for details.\n"
         }
@@ -215,5 +219,3 @@ func editDistance(_ a: String, _ b: String) -> Int {
     }
     return previous[b.count]
 }
-
-import Foundation

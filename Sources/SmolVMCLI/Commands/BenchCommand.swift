@@ -18,7 +18,9 @@ struct BenchCommand: CLICommand {
             .value("--image", valueName: "NAME", help: "Image to boot (default minimal)."),
             .value("--runs", valueName: "N", help: "Warm round trips per measurement (default 200)."),
             .value("--cold-runs", valueName: "N", help: "Cold boots per measurement (default 3)."),
-            .value("--upload-to", valueName: "PATH", help: "Guest path the upload is written to (default /root/bench-upload.bin)."),
+            .value(
+                "--upload-to", valueName: "PATH",
+                help: "Guest path the upload is written to (default /root/bench-upload.bin)."),
             .flag("--json", help: "Print JSON."),
         ])
 
@@ -55,7 +57,8 @@ struct BenchCommand: CLICommand {
             ["METRIC", "SMOLVM", "FLOOR", "UNIT", "RATIO", "TARGET", "MET"],
             report.metrics.map {
                 [
-                    $0.name, format($0.smolvm), format($0.floor), $0.unit, $0.ratio.map { String(format: "%.2fx", $0) } ?? "-",
+                    $0.name, format($0.smolvm), format($0.floor), $0.unit,
+                    $0.ratio.map { String(format: "%.2fx", $0) } ?? "-",
                     $0.target, $0.met.map { $0 ? "yes" : "no" } ?? "-",
                 ]
             })

@@ -72,7 +72,9 @@ struct ImageVerifyCommand: CLICommand {
         let results = await ImageStore().verifyAll()
         let failed = results.filter { $0.error != nil }
         if json {
-            let data = results.map { ["name": $0.name, "ok": $0.error == nil ? "true" : "false", "error": $0.error ?? ""] }
+            let data = results.map {
+                ["name": $0.name, "ok": $0.error == nil ? "true" : "false", "error": $0.error ?? ""]
+            }
             Output.printEnvelope(ok: failed.isEmpty, data: data, error: nil)
         } else {
             for result in results {

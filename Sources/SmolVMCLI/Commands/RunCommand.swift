@@ -23,9 +23,12 @@ struct RunCommand: CLICommand {
             "smolvm run --timeout 5 -- sleep 60",
         ],
         options: SandboxOptions.specs + [
-            .repeating("--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
+            .repeating(
+                "--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
             .value("--workdir", "-w", valueName: "DIR", help: "Working directory in the guest (default /root)."),
-            .value("--timeout", valueName: "SECONDS", help: "Kill the command (and its children) after this long; exit 124."),
+            .value(
+                "--timeout", valueName: "SECONDS",
+                help: "Kill the command (and its children) after this long; exit 124."),
             .flag("--json", help: "Print one JSON object with the exit code and output instead of streaming."),
         ],
         optionsEndAtFirstPositional: true)
@@ -76,7 +79,8 @@ struct CommandStreamer {
             process = try await sandbox.exec(command)
         } catch let error as SmolVMError where error.code == .commandNotFound {
             if json {
-                Output.printEnvelope(ok: false, data: nil, error: ["code": error.code.rawValue, "message": error.message])
+                Output.printEnvelope(
+                    ok: false, data: nil, error: ["code": error.code.rawValue, "message": error.message])
             } else {
                 FileHandle.standardError.write(Data("smolvm: \(error.message)\n".utf8))
             }

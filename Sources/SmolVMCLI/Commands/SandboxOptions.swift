@@ -7,7 +7,8 @@ enum SandboxOptions {
         .value("--image", valueName: "NAME", help: "Root file system image: debian (default) or minimal."),
         .value("--memory", valueName: "MIB", help: "Guest memory in MiB (default 512)."),
         .value("--cpus", valueName: "N", help: "Virtual CPUs (default 1)."),
-        .value("--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
+        .value(
+            "--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
     ]
 
     static func configuration(_ arguments: ParsedArguments) throws -> SandboxConfiguration {
@@ -18,7 +19,9 @@ enum SandboxOptions {
         if let backend = arguments.value("--backend") {
             configuration.backend = try BackendPreference(parsing: backend)
         }
-        if let timeout = ProcessInfo.processInfo.environment["SMOLVM_BOOT_TIMEOUT"], let seconds = Double(timeout), seconds > 0 {
+        if let timeout = ProcessInfo.processInfo.environment["SMOLVM_BOOT_TIMEOUT"], let seconds = Double(timeout),
+            seconds > 0
+        {
             configuration.bootTimeout = .milliseconds(Int64(seconds * 1000))
         }
         return configuration

@@ -16,7 +16,8 @@ struct SetupCommand: CLICommand {
             """,
         examples: ["sudo smolvm setup", "smolvm setup --image minimal --skip-packages", "smolvm setup --force"],
         options: [
-            .repeating("--image", valueName: "NAME", help: "Build only this image (repeatable; default: debian and minimal)."),
+            .repeating(
+                "--image", valueName: "NAME", help: "Build only this image (repeatable; default: debian and minimal)."),
             .flag("--skip-packages", help: "Do not check or install host packages."),
             .flag("--force", help: "Rebuild even when the artifacts are up to date."),
             .flag("--json", help: "Print the result as JSON."),

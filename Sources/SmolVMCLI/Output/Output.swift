@@ -5,7 +5,9 @@ import Foundation
 enum Output {
     static func printEnvelope(ok: Bool, data: Any?, error: [String: String]?) {
         let object: [String: Any] = ["ok": ok, "data": data ?? NSNull(), "error": error ?? NSNull()]
-        let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        let json =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
         FileHandle.standardOutput.write(json + Data("\n".utf8))
     }
 
