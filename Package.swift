@@ -15,6 +15,8 @@ let package = Package(
         .target(name: "SmolVMProtocol"),
         // C shims for the few calls Swift cannot make directly (fork/exec with a parent-death signal).
         .target(name: "CSmolVMShims"),
+        // SQLite from Debian's libsqlite3-dev, for the sandbox state store.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Typed wrappers over the syscalls both sides use. Imports Glibc, never Foundation.
         .target(name: "SmolVMSystem", dependencies: ["CSmolVMShims"]),
         // The guest agent: PID 1 of every sandbox, linked as a static executable.
@@ -24,7 +26,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]
         ),
         // The host library: sandboxes, backends, images, host checks.
-        .target(name: "SmolVM", dependencies: ["SmolVMProtocol", "SmolVMSystem"]),
+        .target(name: "SmolVM", dependencies: ["SmolVMProtocol", "SmolVMSystem", "CSQLite"]),
         // The `smolvm` command-line tool, a thin layer over the library.
         .executableTarget(name: "SmolVMCLI", dependencies: ["SmolVM"]),
         .testTarget(name: "SmolVMProtocolTests", dependencies: ["SmolVMProtocol"]),

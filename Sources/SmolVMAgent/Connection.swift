@@ -59,13 +59,21 @@ final class Connection {
 }
 
 extension Agent {
-    /// The name the host gives the agent's virtio-serial port.
+    /// The name the host gives the agent's virtio-serial port; more ports, for
+    /// more host processes at once, are named `org.smolvm.agent.N`.
     static let serialPortName = "org.smolvm.agent"
 
-    /// Finds `/dev/vportNpM` whose `/sys/class/virtio-ports/*/name` is ours.
-    /// The device may appear a little after init starts, so this retries briefly.
+    /// The first agent port (the benchmark's raw mode uses only that one).
     func findSerialPort() -> String? {
+        findSerialPorts().first { $0.name == Agent.serialPortName }?.path
+    }
+
+    /// Finds every `/dev/vportNpM` whose `/sys/class/virtio-ports/*/name` is ours.
+    /// Devices may appear a little after init starts, so this retries briefly
+    /// until the primary port is there.
+    func findSerialPorts() -> [(name: String, path: String)] {
         for _ in 0..<200 {
+            var found: [(name: String, path: String)] = []
             if let dir = opendir("/sys/class/virtio-ports") {
                 defer { closedir(dir) }
                 while let entry = readdir(dir) {
@@ -78,12 +86,15 @@ extension Agent {
                     let bytes = (try? fd.readAll(limit: 256)) ?? []
                     fd.close()
                     let portName = String(decoding: bytes, as: UTF8.self).trimmingNewlines()
-                    if portName == Agent.serialPortName { return "/dev/\(name)" }
+                    if portName == Agent.serialPortName || portName.hasPrefix(Agent.serialPortName + ".") {
+                        found.append((portName, "/dev/\(name)"))
+                    }
                 }
             }
+            if found.contains(where: { $0.name == Agent.serialPortName }) { return found }
             usleep(5_000)
         }
-        return nil
+        return []
     }
 
     /// Opens the channels the host asked for: vsock when `smolvm.vsock=PORT` is
@@ -108,17 +119,20 @@ extension Agent {
             }
             Log.info("vsock port \(port): \(Errno(rawValue: -fd)); trying the serial port")
         }
-        guard let path = findSerialPort() else {
+        let ports = findSerialPorts()
+        if ports.isEmpty {
             Log.info("no virtio-serial port named \(Agent.serialPortName) and no vsock: nothing to serve")
             return
         }
-        do {
-            let fd = try FileDescriptor.open(path, .readWrite)
-            let connection = Connection(fd: fd, isSerialPort: true)
-            connections[fd.rawValue] = connection
-            greet(connection)
-        } catch {
-            Log.info("open \(path): \(error)")
+        for port in ports {
+            do {
+                let fd = try FileDescriptor.open(port.path, .readWrite)
+                let connection = Connection(fd: fd, isSerialPort: true)
+                connections[fd.rawValue] = connection
+                greet(connection)
+            } catch {
+                Log.info("open \(port.path): \(error)")
+            }
         }
     }
 

@@ -27,7 +27,8 @@ enum SmolVMTool {
             ],
             options: [.flag("--version", help: "Print the version and exit.")],
             subcommands: [
-                RunCommand.self, SetupCommand.self, ImageCommand.self, DoctorCommand.self, BenchCommand.self,
+                RunCommand.self, SandboxCommand.self, SetupCommand.self, ImageCommand.self, DoctorCommand.self,
+                BenchCommand.self,
             ])
 
         let showVersion: Bool
@@ -63,8 +64,9 @@ enum SmolVMTool {
             path.append(first)
             rest.removeFirst()
         }
-        let failureStatus: Int32 = (command == RunCommand.self) ? 125 : 1
-        let usageStatus: Int32 = (command == RunCommand.self) ? 125 : 2
+        let runsCommands = command == RunCommand.self || command == SandboxExecCommand.self
+        let failureStatus: Int32 = runsCommands ? 125 : 1
+        let usageStatus: Int32 = runsCommands ? 125 : 2
         let json =
             rest.contains("--json")
             && !(command == RunCommand.self

@@ -18,7 +18,9 @@ public final class AgentClient: @unchecked Sendable {
     private let readerDone = DispatchSemaphore(value: 0)
 
     private struct State {
-        var nextID: UInt32 = 1
+        // Random, so frames still in flight for a previous client of the same
+        // channel are never mistaken for this client's requests.
+        var nextID = UInt32.random(in: 1...(UInt32.max / 2))
         var requests: [UInt32: FrameQueue] = [:]
         var closedError: SmolVMError?
         var hello: AgentHello?

@@ -14,6 +14,12 @@ struct MachineSpec: Sendable {
     var bootTimeout: Duration
     /// Appended to the kernel command line (the benchmark's raw floor uses it).
     var extraKernelArguments: [String] = []
+    /// Agent channels: one per host process that may talk to the guest at once.
+    var agentChannels: Int = 1
+    /// The VMM outlives this process (a named sandbox) instead of dying with it.
+    var detached: Bool = false
+    /// Reuse the existing writable layer (restarting a stopped sandbox).
+    var reuseOverlay: Bool = false
 }
 
 /// A virtual machine monitor. Optional abilities default to throwing

@@ -7,7 +7,9 @@ import Foundation
 /// images/NAME/    root file systems (rootfs-KEY.ext4) and current.json
 /// cache/          slow intermediate artifacts (debootstrap trees)
 /// build/          scratch space for builds in progress
-/// run/ID/         one running sandbox: sockets, overlay, console log, lock
+/// run/ID/         one ephemeral sandbox: sockets, overlay, console log, lock
+/// sandboxes/ID/   one named sandbox, kept across stops until deleted
+/// state.db        the named sandboxes (SQLite)
 /// ```
 public struct SmolVMPaths: Sendable, Equatable {
     public let home: URL
@@ -33,6 +35,8 @@ public struct SmolVMPaths: Sendable, Equatable {
     public var cache: URL { home.appendingPathComponent("cache") }
     public var build: URL { home.appendingPathComponent("build") }
     public var run: URL { home.appendingPathComponent("run") }
+    /// Named sandboxes' files (overlay, sockets, logs), one directory per sandbox id.
+    public var sandboxes: URL { home.appendingPathComponent("sandboxes") }
 
     public func image(_ name: String) -> URL { images.appendingPathComponent(name) }
     public func runtime(_ id: String) -> URL { run.appendingPathComponent(id) }

@@ -6,6 +6,7 @@ public enum HostPackages {
     public static let required = [
         "qemu-system-x86", "qemu-utils", "linux-source-6.1", "busybox-static", "debootstrap", "e2fsprogs",
         "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "xz-utils", "ca-certificates",
+        "libsqlite3-dev",
     ]
 
     /// The `apt-get` line that installs `packages`.

@@ -11,7 +11,7 @@ struct QEMUBackend: Backend {
     func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine {
         let machine = try await launch(spec, logger: logger)
         do {
-            try await machine.connect(timeout: spec.bootTimeout)
+            try await machine.connect(timeout: spec.bootTimeout, channels: spec.agentChannels)
         } catch {
             await machine.kill()
             throw error
@@ -22,30 +22,35 @@ struct QEMUBackend: Backend {
     /// Starts QEMU without waiting for the guest.
     func launch(_ spec: MachineSpec, logger: Logger) async throws -> QEMUMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
-        for socket in [paths.agentSocket, paths.qmpSocket] where socket.path.utf8.count > UnixSocket.maxPathLength {
+        let sockets = (0..<spec.agentChannels).map(paths.agentSocket) + [paths.qmpSocket]
+        for socket in sockets where socket.path.utf8.count > UnixSocket.maxPathLength {
             throw SmolVMError(
                 .invalidArgument,
                 "the socket path \(socket.path) is longer than the \(UnixSocket.maxPathLength) bytes Unix sockets allow; set SMOLVM_HOME to a shorter directory"
             )
         }
         // Sockets left by a crashed run would make QEMU fail to bind.
-        for stale in [paths.agentSocket, paths.qmpSocket] { unlink(stale.path) }
-        try await createOverlay(paths.overlay, over: spec.rootImage)
+        for stale in sockets + [paths.pidFile] { unlink(stale.path) }
+        if !spec.reuseOverlay || !FileManager.default.fileExists(atPath: paths.overlay.path) {
+            try await createOverlay(paths.overlay, over: spec.rootImage)
+        }
 
         let commandLine = QEMUCommandLine(binary: binary, spec: spec, paths: paths)
         logger.debug("starting \(commandLine.arguments.joined(separator: " "))")
-        let log = try FileDescriptor.open(paths.vmmLog.path, [.writeOnly, .create, .truncate], mode: 0o644)
+        let log = try FileDescriptor.open(paths.vmmLog.path, [.writeOnly, .create, .append], mode: 0o644)
         defer { log.close() }
         let null = try FileDescriptor.open("/dev/null", .readOnly)
         defer { null.close() }
         let arguments = commandLine.arguments
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        // A named sandbox's VMM outlives this process; an ephemeral one dies with it.
+        let options: Spawn.Options = spec.detached ? [.newSession] : [.newSession, .dieWithParent]
         let pid = try await SpawnThread.shared.run {
             try Spawn.start(
                 path: arguments[0], arguments: arguments, environment: environment,
-                fileDescriptors: [null, log, log], options: [.newSession, .dieWithParent])
+                fileDescriptors: [null, log, log], options: options)
         }
-        return QEMUMachine(pid: pid, paths: paths, logger: logger)
+        return QEMUMachine(pid: pid, paths: paths, logger: logger, watcher: ProcessWatcher(child: pid))
     }
 
     /// A copy-on-write qcow2 layer over the shared base image: creating a
@@ -67,13 +72,14 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
     let watcher: ProcessWatcher
     private let logger: Logger
     private var client: AgentClient?
+    private var channelLock: FileLock?
     var backend: BackendKind { .qemu }
 
-    init(pid: pid_t, paths: QEMURuntimePaths, logger: Logger) {
+    init(pid: pid_t, paths: QEMURuntimePaths, logger: Logger, watcher: ProcessWatcher) {
         self.pid = pid
         self.paths = paths
         self.logger = logger
-        self.watcher = ProcessWatcher(pid: pid)
+        self.watcher = watcher
     }
 
     var agent: AgentClient { client! }
@@ -81,13 +87,35 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
     /// Connects to the agent's socket and waits until the agent answers. Ready
     /// means an answer, never a fixed sleep; a VMM that dies first is reported
     /// with the end of its log and the guest console.
-    func connect(timeout: Duration) async throws {
+    func connect(timeout: Duration, channels: Int = 1) async throws {
         let deadline = ContinuousClock.now + timeout
         var fd: FileDescriptor?
+        var channel = 0
+        if channels > 1 {
+            // Each host process takes a channel of its own; wait while all are taken.
+            while channelLock == nil {
+                for candidate in 0..<channels {
+                    if let lock = try FileLock.tryAcquire(paths.agentLock(candidate).path) {
+                        channelLock = lock
+                        channel = candidate
+                        break
+                    }
+                }
+                if channelLock == nil {
+                    if ContinuousClock.now > deadline {
+                        throw SmolVMError(
+                            .busy,
+                            "all \(channels) agent channels of this sandbox are in use by other smolvm processes; try again when one finishes"
+                        )
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+        }
         while fd == nil {
             try checkAlive(deadline: deadline, timeout: timeout)
             do {
-                fd = try UnixSocket.connect(path: paths.agentSocket.path)
+                fd = try UnixSocket.connect(path: paths.agentSocket(channel).path)
             } catch {
                 try await Task.sleep(for: .milliseconds(2))
             }
@@ -134,6 +162,7 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
     }
 
     func stop(deadline: Duration) async {
+        defer { releaseChannel() }
         guard !watcher.hasExited else { return }
         if let client, !client.isClosed {
             let asked = await withTimeout(.seconds(3)) { _ = try await client.roundTrip(.shutdown) }
@@ -150,6 +179,19 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
         client?.close(reason: "the sandbox was stopped")
         Spawn.signal(pid, SIGKILL)
         _ = await watcher.wait()
+        releaseChannel()
+    }
+
+    /// Lets go of the agent channel without touching the VM (another process may use it next).
+    func detach() {
+        client?.close(reason: "detached from the sandbox")
+        client = nil
+        releaseChannel()
+    }
+
+    private func releaseChannel() {
+        channelLock?.release()
+        channelLock = nil
     }
 
     func pause() async throws {

@@ -7,8 +7,10 @@ import Foundation
 /// puts the `virtio_mmio.device=` parameters on the kernel command line itself
 /// when ACPI is off).
 struct QEMUCommandLine {
-    /// The name the agent looks for under `/sys/class/virtio-ports`.
-    static let agentPortName = "org.smolvm.agent"
+    /// The names the agent looks for under `/sys/class/virtio-ports`.
+    static func agentPortName(_ channel: Int) -> String {
+        channel == 0 ? "org.smolvm.agent" : "org.smolvm.agent.\(channel)"
+    }
 
     var binary: String
     var spec: MachineSpec
@@ -45,10 +47,17 @@ struct QEMUCommandLine {
             "-serial", "file:\(paths.console.path)",
             "-drive", "id=root,file=\(paths.overlay.path),format=qcow2,if=none,discard=unmap",
             "-device", "virtio-blk-device,drive=root",
-            "-chardev", "socket,id=agent,path=\(paths.agentSocket.path),server=on,wait=off",
             "-device", "virtio-serial-device",
-            "-device", "virtserialport,chardev=agent,name=\(Self.agentPortName)",
+        ]
+        for channel in 0..<spec.agentChannels {
+            args += [
+                "-chardev", "socket,id=agent\(channel),path=\(paths.agentSocket(channel).path),server=on,wait=off",
+                "-device", "virtserialport,chardev=agent\(channel),name=\(Self.agentPortName(channel))",
+            ]
+        }
+        args += [
             "-qmp", "unix:\(paths.qmpSocket.path),server=on,wait=off",
+            "-pidfile", paths.pidFile.path,
             "-device", "virtio-rng-device",
         ]
         if spec.network {
@@ -65,6 +74,14 @@ struct QEMURuntimePaths: Sendable {
     var overlay: URL { directory.appendingPathComponent("overlay.qcow2") }
     var console: URL { directory.appendingPathComponent("console.log") }
     var vmmLog: URL { directory.appendingPathComponent("qemu.log") }
-    var agentSocket: URL { directory.appendingPathComponent("agent.sock") }
+    var agentSocket: URL { agentSocket(0) }
+    var pidFile: URL { directory.appendingPathComponent("qemu.pid") }
+
+    func agentSocket(_ channel: Int) -> URL {
+        directory.appendingPathComponent(channel == 0 ? "agent.sock" : "agent-\(channel).sock")
+    }
+
+    /// Held by the host process using that channel, so two never share one.
+    func agentLock(_ channel: Int) -> URL { directory.appendingPathComponent("agent-\(channel).lock") }
     var qmpSocket: URL { directory.appendingPathComponent("qmp.sock") }
 }

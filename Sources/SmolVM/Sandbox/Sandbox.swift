@@ -18,24 +18,29 @@ public actor Sandbox {
     public nonisolated let accelerator: AcceleratorChoice
     /// The runtime directory: sockets, overlay, console log.
     public nonisolated let runtimeDirectory: URL
-    private let logger: Logger
-    private var state: State
-    private let lock: FileLock
+    /// Set for named sandboxes, which outlive this process.
+    public nonisolated let name: String?
+    let logger: Logger
+    var state: State
+    private let lock: FileLock?
 
     enum State {
         case running(any VirtualMachine)
         case stopped
+        /// A named sandbox this handle let go of; the VM may still run.
+        case detached
         case deleted
     }
 
     public enum Status: String, Sendable {
-        case running, stopped, deleted
+        case running, stopped, detached, deleted
     }
 
     public var status: Status {
         switch state {
         case .running: .running
         case .stopped: .stopped
+        case .detached: .detached
         case .deleted: .deleted
         }
     }
@@ -46,11 +51,13 @@ public actor Sandbox {
         return nil
     }
 
-    private init(
-        id: String, configuration: SandboxConfiguration, resolution: BackendResolution, accelerator: AcceleratorChoice,
-        runtimeDirectory: URL, lock: FileLock, machine: any VirtualMachine, logger: Logger
+    init(
+        id: String, name: String? = nil, configuration: SandboxConfiguration, resolution: BackendResolution,
+        accelerator: AcceleratorChoice, runtimeDirectory: URL, lock: FileLock?, machine: any VirtualMachine,
+        logger: Logger
     ) {
         self.id = id
+        self.name = name
         self.configuration = configuration
         self.resolution = resolution
         self.accelerator = accelerator
@@ -108,6 +115,27 @@ public actor Sandbox {
         }
     }
 
+    /// Everything checked before any process starts: the configuration, the
+    /// backend, and the kernel and image with their checksums.
+    static func prepare(_ configuration: SandboxConfiguration) async throws -> (
+        BackendResolution, String, AcceleratorChoice, VerifiedArtifact, VerifiedArtifact
+    ) {
+        try configuration.validate()
+        let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
+        guard resolution.backend == .qemu else {
+            throw SmolVMError(
+                .unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
+        }
+        let qemu = QEMUAvailability.check(configuration.host)
+        guard let binary = qemu.binary, let accelerator = qemu.accelerator else {
+            throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+        }
+        let store = ImageStore(paths: configuration.paths)
+        let kernel = try await store.kernel()
+        let image = try await store.image(configuration.image)
+        return (resolution, binary, accelerator, kernel, image)
+    }
+
     /// Creates a sandbox, runs `body`, and deletes the sandbox afterwards,
     /// whether `body` returned or threw.
     public static func withSandbox<T: Sendable>(
@@ -128,8 +156,9 @@ public actor Sandbox {
     private func machine() throws -> any VirtualMachine {
         switch state {
         case .running(let machine): return machine
-        case .stopped: throw SmolVMError(.invalidState, "sandbox \(id) is stopped")
-        case .deleted: throw SmolVMError(.invalidState, "sandbox \(id) was deleted")
+        case .stopped: throw SmolVMError(.invalidState, "sandbox \(name ?? id) is stopped")
+        case .detached: throw SmolVMError(.invalidState, "this handle was detached from sandbox \(name ?? id)")
+        case .deleted: throw SmolVMError(.invalidState, "sandbox \(name ?? id) was deleted")
         }
     }
 
@@ -192,13 +221,16 @@ public actor Sandbox {
     // MARK: Lifecycle
 
     /// Shuts the guest down cleanly (sync, power off), then stops the VMM.
+    /// A named sandbox keeps its disk and can be started again.
     public func stop() async {
         guard case .running(let machine) = state else { return }
         await machine.stop(deadline: .seconds(10))
         state = .stopped
+        if let name { try? Sandbox.markStopped(name, paths: configuration.paths) }
     }
 
-    /// Stops the VMM at once and removes every runtime file. Idempotent.
+    /// Stops the VMM at once and removes every file; a named sandbox's record
+    /// goes too. Idempotent.
     public func delete() async {
         if case .running(let machine) = state {
             // The disk is about to be discarded: no need to wait for a clean shutdown.
@@ -207,7 +239,15 @@ public actor Sandbox {
         if case .deleted = state { return }
         state = .deleted
         try? FileManager.default.removeItem(at: runtimeDirectory)
-        lock.release()
+        lock?.release()
+        if let name { try? StateStore(paths: configuration.paths).remove(name) }
+    }
+
+    /// Lets go of a named sandbox without stopping it, so other processes can use it.
+    public func detach() {
+        guard case .running(let machine) = state else { return }
+        (machine as? QEMUMachine)?.detach()
+        state = .detached
     }
 
     static func makeID() -> String {

@@ -8,10 +8,29 @@ final class ProcessWatcher: Sendable {
     let pid: pid_t
     private let state = Mutex<(Spawn.Termination?, [CheckedContinuation<Spawn.Termination, Never>])>((nil, []))
 
-    init(pid: pid_t) {
+    /// Watches a child of this process, reaping it with `waitpid(2)`.
+    init(child pid: pid_t) {
         self.pid = pid
+        start { (try? Spawn.wait(pid)) ?? .signaled(SIGKILL) }
+    }
+
+    /// Watches a process this one did not start (a named sandbox's VMM started
+    /// by another `smolvm`): it cannot be waited for, so its `/proc` entry is
+    /// polled, and the start time guards against a reused pid.
+    init(foreign pid: pid_t, startTime: UInt64) {
+        self.pid = pid
+        start {
+            while Spawn.startTime(pid) == startTime, !StateStore.isZombie(pid) {
+                usleep(20_000)
+            }
+            return .exited(0)
+        }
+    }
+
+    private func start(_ waitForExit: @escaping @Sendable () -> Spawn.Termination) {
+        let pid = self.pid
         let thread = Thread { [self] in
-            let termination = (try? Spawn.wait(pid)) ?? .signaled(SIGKILL)
+            let termination = waitForExit()
             let waiters = state.withLock { state in
                 state.0 = termination
                 defer { state.1 = [] }

@@ -1,0 +1,269 @@
+import Foundation
+import SmolVMSystem
+
+/// Named sandboxes: they outlive the process that created them, are recorded
+/// in the state store, and any process can attach to them by name.
+extension Sandbox {
+    /// Agent channels of a named sandbox: how many processes can use it at once.
+    static let namedChannels = 4
+
+    /// Boots a named sandbox that keeps running after this process exits.
+    /// With no name, one is generated. Names are unique; a taken name fails
+    /// before anything starts.
+    public static func create(
+        named requestedName: String?, _ configuration: SandboxConfiguration, logger: Logger = .disabled
+    )
+        async throws -> Sandbox
+    {
+        if let requestedName { try SandboxName.validate(requestedName) }
+        let (resolution, binary, accelerator, kernel, image) = try await prepare(configuration)
+        let store = try StateStore(paths: configuration.paths)
+        let id = makeID()
+        let directory = configuration.paths.sandboxes.appendingPathComponent(id)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Held while the sandbox is starting: if this process dies, readers see the lock free.
+        guard let lifecycle = try FileLock.tryAcquire(directory.appendingPathComponent("lifecycle.lock").path) else {
+            throw SmolVMError(.busy, "\(directory.path) is in use")
+        }
+        defer { lifecycle.release() }
+        var record = SandboxRecord(
+            name: requestedName ?? "", id: id, backend: resolution.backend.rawValue, image: configuration.image,
+            memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, environment: configuration.environment,
+            network: configuration.network, status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
+            runtimeDirectory: directory.path, kernel: kernel.url.path, rootImage: image.url.path, lastError: nil)
+        do {
+            if requestedName != nil {
+                try store.insert(record)
+            } else {
+                record.name = try insertWithGeneratedName(record, into: store)
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+        do {
+            let machine = try await boot(
+                record, binary: binary, accelerator: accelerator, timeout: configuration.bootTimeout,
+                reuseOverlay: false, logger: logger)
+            record.status = .running
+            record.vmmPID = machine.pid
+            record.vmmStartTime = Spawn.startTime(machine.pid)
+            try store.update(record)
+            return Sandbox(
+                id: id, name: record.name, configuration: configuration, resolution: resolution,
+                accelerator: accelerator,
+                runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            try? store.remove(record.name)
+            throw error
+        }
+    }
+
+    private static func insertWithGeneratedName(_ record: SandboxRecord, into store: StateStore) throws -> String {
+        var record = record
+        for _ in 0..<20 {
+            record.name = SandboxName.generate()
+            do {
+                try store.insert(record)
+                return record.name
+            } catch let error as SmolVMError where error.code == .invalidArgument {
+                continue
+            }
+        }
+        throw SmolVMError(.busy, "could not find a free sandbox name; pass one with --name")
+    }
+
+    private static func boot(
+        _ record: SandboxRecord, binary: String, accelerator: AcceleratorChoice, timeout: Duration, reuseOverlay: Bool,
+        logger: Logger
+    ) async throws -> QEMUMachine {
+        var spec = MachineSpec(
+            id: record.id, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
+            kernel: URL(fileURLWithPath: record.kernel), rootImage: URL(fileURLWithPath: record.rootImage),
+            memoryMiB: record.memoryMiB, cpus: record.cpus, hostname: record.name, network: record.network,
+            accelerator: accelerator, bootTimeout: timeout)
+        spec.agentChannels = namedChannels
+        spec.detached = true
+        spec.reuseOverlay = reuseOverlay
+        guard let machine = try await QEMUBackend(binary: binary).boot(spec, logger: logger) as? QEMUMachine else {
+            throw SmolVMError(.bootFailed, "unexpected machine type")
+        }
+        return machine
+    }
+
+    static func configuration(for record: SandboxRecord, paths: SmolVMPaths) -> SandboxConfiguration {
+        var configuration = SandboxConfiguration(
+            image: record.image, memoryMiB: record.memoryMiB, cpus: record.cpus,
+            backend: BackendPreference(rawValue: record.backend), environment: record.environment)
+        configuration.network = record.network
+        configuration.paths = paths
+        return configuration
+    }
+
+    /// Attaches to a running named sandbox, possibly created by another process.
+    public static func attach(named name: String, paths: SmolVMPaths = .fromEnvironment(), logger: Logger = .disabled)
+        async throws -> Sandbox
+    {
+        let store = try StateStore(paths: paths)
+        let record = try store.record(named: name)
+        guard record.status == .running, let pid = record.vmmPID, let startTime = record.vmmStartTime else {
+            let hint =
+                record.status == .starting
+                ? "it is still starting; try again in a moment" : "start it with `smolvm sandbox start \(name)`"
+            throw SmolVMError(
+                .invalidState,
+                "sandbox '\(name)' is \(record.status.rawValue)\(record.lastError.map { " (\($0))" } ?? ""); \(hint)")
+        }
+        let configuration = configuration(for: record, paths: paths)
+        let host = configuration.host
+        let accelerator =
+            (try? AcceleratorChoice.resolve(host))
+            ?? AcceleratorChoice(accelerator: .tcg, reason: "", overridden: false)
+        let directory = URL(fileURLWithPath: record.runtimeDirectory)
+        let machine = QEMUMachine(
+            pid: pid, paths: QEMURuntimePaths(directory: directory), logger: logger,
+            watcher: ProcessWatcher(foreign: pid, startTime: startTime))
+        try await machine.connect(timeout: .seconds(30), channels: namedChannels)
+        let resolution = BackendResolution(
+            requested: .qemu, source: .argument, backend: .qemu, reason: "recorded when the sandbox was created")
+        return Sandbox(
+            id: record.id, name: name, configuration: configuration, resolution: resolution, accelerator: accelerator,
+            runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
+    }
+
+    /// Every named sandbox, with its status reconciled against the live processes.
+    public static func list(paths: SmolVMPaths = .fromEnvironment()) throws -> [SandboxRecord] {
+        try StateStore(paths: paths).records()
+    }
+
+    /// One named sandbox's record, reconciled.
+    public static func info(named name: String, paths: SmolVMPaths = .fromEnvironment()) throws -> SandboxRecord {
+        try StateStore(paths: paths).record(named: name)
+    }
+
+    /// Boots a stopped named sandbox again, with its disk as it was.
+    @discardableResult
+    public static func start(named name: String, paths: SmolVMPaths = .fromEnvironment(), logger: Logger = .disabled)
+        async throws -> SandboxRecord
+    {
+        let store = try StateStore(paths: paths)
+        var record = try store.record(named: name)
+        switch record.status {
+        case .running: throw SmolVMError(.invalidState, "sandbox '\(name)' is already running")
+        case .starting: throw SmolVMError(.invalidState, "sandbox '\(name)' is already starting")
+        case .stopped, .error: break
+        }
+        let configuration = configuration(for: record, paths: paths)
+        let (_, binary, accelerator, _, _) = try await prepare(configuration)
+        let directory = URL(fileURLWithPath: record.runtimeDirectory)
+        guard FileManager.default.fileExists(atPath: QEMURuntimePaths(directory: directory).overlay.path) else {
+            throw SmolVMError(
+                .corrupted,
+                "sandbox '\(name)' lost its disk (\(directory.path)); delete it with `smolvm sandbox delete \(name)`")
+        }
+        guard let lifecycle = try FileLock.tryAcquire(directory.appendingPathComponent("lifecycle.lock").path) else {
+            throw SmolVMError(.busy, "another smolvm is starting or stopping sandbox '\(name)'")
+        }
+        defer { lifecycle.release() }
+        record.status = .starting
+        record.lastError = nil
+        try store.update(record)
+        do {
+            let machine = try await boot(
+                record, binary: binary, accelerator: accelerator, timeout: configuration.bootTimeout,
+                reuseOverlay: true, logger: logger)
+            machine.detach()
+            record.status = .running
+            record.vmmPID = machine.pid
+            record.vmmStartTime = Spawn.startTime(machine.pid)
+            try store.update(record)
+            return record
+        } catch {
+            record.status = .error
+            record.lastError = "start failed: \(error)"
+            try? store.update(record)
+            throw error
+        }
+    }
+
+    /// Shuts a named sandbox down cleanly and keeps its disk.
+    @discardableResult
+    public static func stop(named name: String, paths: SmolVMPaths = .fromEnvironment(), logger: Logger = .disabled)
+        async throws -> SandboxRecord
+    {
+        let store = try StateStore(paths: paths)
+        var record = try store.record(named: name)
+        guard record.status == .running else {
+            if record.status == .starting { throw SmolVMError(.invalidState, "sandbox '\(name)' is starting") }
+            return record
+        }
+        await stopVMM(record, graceful: true, paths: paths, logger: logger)
+        record = try store.record(named: name)
+        record.status = .stopped
+        record.vmmPID = nil
+        record.vmmStartTime = nil
+        record.lastError = nil
+        try store.update(record)
+        return record
+    }
+
+    /// Deletes a named sandbox: stops its VMM (cleanly, or at once with
+    /// `force`), waits for it to exit, then removes its files and record.
+    public static func delete(
+        named name: String, force: Bool = false, paths: SmolVMPaths = .fromEnvironment(), logger: Logger = .disabled
+    )
+        async throws
+    {
+        let store = try StateStore(paths: paths)
+        let record = try store.record(named: name)
+        if record.status == .starting, !force {
+            throw SmolVMError(.invalidState, "sandbox '\(name)' is starting; wait, or use --force")
+        }
+        if StateStore.isVMMAlive(record) {
+            await stopVMM(record, graceful: !force, paths: paths, logger: logger)
+        }
+        if StateStore.isVMMAlive(record) {
+            throw SmolVMError(
+                .busy, "the VMM of sandbox '\(name)' (pid \(record.vmmPID ?? 0)) did not exit; nothing was deleted")
+        }
+        let directory = URL(fileURLWithPath: record.runtimeDirectory)
+        if FileManager.default.fileExists(atPath: directory.path) {
+            try FileManager.default.removeItem(at: directory)
+        }
+        try store.remove(name)
+    }
+
+    /// Agent shutdown, then QMP `quit`, then SIGKILL, each with a deadline; returns once the VMM is gone.
+    static func stopVMM(_ record: SandboxRecord, graceful: Bool, paths: SmolVMPaths, logger: Logger) async {
+        guard let pid = record.vmmPID, let startTime = record.vmmStartTime else { return }
+        let runtime = QEMURuntimePaths(directory: URL(fileURLWithPath: record.runtimeDirectory))
+        let watcher = ProcessWatcher(foreign: pid, startTime: startTime)
+        if graceful {
+            let machine = QEMUMachine(pid: pid, paths: runtime, logger: logger, watcher: watcher)
+            let connected = await withTimeout(.seconds(10)) {
+                try await machine.connect(timeout: .seconds(8), channels: namedChannels)
+            }
+            if connected {
+                await machine.stop(deadline: .seconds(15))
+                return
+            }
+            machine.detach()
+            if let qmp = try? await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(1)) {
+                _ = try? await qmp.execute("quit")
+                if await watcher.wait(timeout: .seconds(5)) { return }
+            }
+        }
+        Spawn.signal(pid, SIGKILL)
+        _ = await watcher.wait(timeout: .seconds(10))
+    }
+
+    static func markStopped(_ name: String, paths: SmolVMPaths) throws {
+        let store = try StateStore(paths: paths)
+        var record = try store.record(named: name)
+        record.status = .stopped
+        record.vmmPID = nil
+        record.vmmStartTime = nil
+        try store.update(record)
+    }
+}
