@@ -30,6 +30,6 @@ let package = Package(
         // The `smolvm` command-line tool, a thin layer over the library.
         .executableTarget(name: "SmolVMCLI", dependencies: ["SmolVM"]),
         .testTarget(name: "SmolVMProtocolTests", dependencies: ["SmolVMProtocol"]),
-        .testTarget(name: "SmolVMTests", dependencies: ["SmolVM", "SmolVMSystem"]),
+        .testTarget(name: "SmolVMTests", dependencies: ["SmolVM", "SmolVMSystem", "CSmolVMShims"]),
     ]
 )

@@ -283,3 +283,25 @@ out:
 int smolvm_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int smolvm_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int smolvm_get_window_size(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) != 0) return errno;
+    *rows = ws.ws_row;
+    *cols = ws.ws_col;
+    return 0;
+}
+
+unsigned long smolvm_termios_size(void) { return sizeof(struct termios); }
+
+int smolvm_make_raw(int fd, void *saved) {
+    struct termios current;
+    if (tcgetattr(fd, &current) != 0) return errno;
+    memcpy(saved, &current, sizeof(current));
+    cfmakeraw(&current);
+    return tcsetattr(fd, TCSANOW, &current) == 0 ? 0 : errno;
+}
+
+int smolvm_restore_terminal(int fd, const void *saved) {
+    return tcsetattr(fd, TCSANOW, (const struct termios *)saved) == 0 ? 0 : errno;
+}

@@ -1,3 +1,4 @@
+import CSmolVMShims
 import Glibc
 import SmolVMProtocol
 import SmolVMSystem
@@ -22,6 +23,8 @@ struct RunningProcess {
     var status: ExitStatus?
     var exitedAt: UInt64?
     var timedOut = false
+    /// The pseudo-terminal's master side, for commands started with `.terminal`.
+    var terminal: FileDescriptor?
     /// The host that started it is gone: nothing is reported, it is only reaped.
     var detached = false
 
@@ -73,6 +76,12 @@ extension Agent {
             return
         }
 
+        if request.options.contains(.terminal) {
+            startTerminalCommand(
+                request, executable: executable, environment: environment, workingDirectory: workingDirectory, key: key,
+                connection: connection)
+            return
+        }
         var opened: [FileDescriptor] = []
         func closeAll() { for fd in opened { fd.close() } }
         let stdoutPipe: (read: FileDescriptor, write: FileDescriptor)
@@ -137,6 +146,66 @@ extension Agent {
         _ = connection.send(Frame(.started, id: key.id, payload: started.bytes))
     }
 
+    /// A command on a new pseudo-terminal: the session leader with the terminal
+    /// as its controlling tty, output and input both through the master side.
+    private func startTerminalCommand(
+        _ request: ExecRequest, executable: [UInt8], environment: [[UInt8]], workingDirectory: [UInt8], key: RequestKey,
+        connection: Connection
+    ) {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        let result = smolvm_openpty(&master, &slave, UInt16(request.terminalRows), UInt16(request.terminalColumns))
+        guard result == 0 else {
+            reply(
+                error: RemoteError(code: .system, errno: result, message: "openpty: \(Errno(rawValue: result))"),
+                id: key.id, on: connection)
+            return
+        }
+        let masterFD = FileDescriptor(rawValue: master)
+        let slaveFD = FileDescriptor(rawValue: slave)
+        var environment = environment
+        if !environment.contains(where: { $0.starts(with: Array("TERM=".utf8)) }) {
+            environment.append(Array("TERM=xterm-256color".utf8))
+        }
+        let pid: pid_t
+        do {
+            pid = try Spawn.start(
+                path: executable, arguments: request.argv, environment: environment,
+                fileDescriptors: [slaveFD, slaveFD, slaveFD], workingDirectory: workingDirectory,
+                options: [.newSession, .controllingTerminal])
+        } catch {
+            masterFD.close()
+            slaveFD.close()
+            let errno = (error as? Errno) ?? Errno(rawValue: EIO)
+            let name = String(decoding: request.argv[0], as: UTF8.self)
+            reply(
+                error: RemoteError(code: .system, errno: errno.rawValue, message: "cannot run \(name): \(errno)"),
+                id: key.id, on: connection)
+            return
+        }
+        slaveFD.close()
+        let input = FileDescriptor(rawValue: dup(master))
+        try? masterFD.setNonBlocking()
+        var process = RunningProcess(
+            key: key, connection: connection, processGroup: pid, stdout: masterFD, stderr: nil, stdin: input)
+        process.terminal = masterFD
+        if request.timeoutMilliseconds > 0 {
+            process.deadline = monotonicMilliseconds() + request.timeoutMilliseconds
+        }
+        processes[pid] = process
+        outputs[master] = (pid, .stdout)
+        var started = ByteWriter()
+        started.u32(UInt32(pid))
+        _ = connection.send(Frame(.started, id: key.id, payload: started.bytes))
+    }
+
+    func resizeTerminal(_ key: RequestKey, _ payload: [UInt8]) {
+        guard let size = try? TerminalSize(decoding: payload), let pid = process(for: key),
+            let terminal = processes[pid]?.terminal
+        else { return }
+        _ = smolvm_set_window_size(terminal.rawValue, UInt16(size.rows), UInt16(size.columns))
+    }
+
     /// The default environment, then the request's entries, later keys replacing earlier ones.
     private func mergedEnvironment(_ request: ExecRequest) -> [[UInt8]] {
         var entries: [[UInt8]] = []
@@ -173,7 +242,7 @@ extension Agent {
         return nil
     }
 
-    private func process(for key: RequestKey) -> pid_t? {
+    func process(for key: RequestKey) -> pid_t? {
         processes.first(where: { $0.value.key == key && !$0.value.detached })?.key
     }
 
@@ -185,6 +254,12 @@ extension Agent {
 
     func closeStdin(_ key: RequestKey) {
         guard let pid = process(for: key) else { return }
+        if processes[pid]!.terminal != nil {
+            // A terminal has no end of input; the line discipline turns ^D into one.
+            processes[pid]!.pendingStdin.append(4)
+            flushStdin(pid)
+            return
+        }
         processes[pid]!.stdinCloseRequested = true
         flushStdin(pid)
     }
@@ -240,6 +315,7 @@ extension Agent {
         guard let (pid, kind) = outputs.removeValue(forKey: fd) else { return }
         FileDescriptor(rawValue: fd).close()
         if kind == .stdout { processes[pid]?.stdout = nil } else { processes[pid]?.stderr = nil }
+        if processes[pid]?.terminal?.rawValue == fd { processes[pid]?.terminal = nil }
     }
 
     /// Reaps every exited child: commands get their status recorded; anything else

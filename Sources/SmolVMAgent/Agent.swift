@@ -185,6 +185,8 @@ final class Agent {
             closeStdin(key)
         case .signal:
             signalCommand(key, frame.payload)
+        case .resize:
+            resizeTerminal(key, frame.payload)
         case .writeFile:
             beginUpload(frame, key: key, connection: connection)
         case .fileData:

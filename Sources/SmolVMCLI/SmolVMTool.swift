@@ -28,7 +28,7 @@ enum SmolVMTool {
             options: [.flag("--version", help: "Print the version and exit.")],
             subcommands: [
                 RunCommand.self, SandboxCommand.self, SetupCommand.self, ImageCommand.self, DoctorCommand.self,
-                BenchCommand.self,
+                BenchCommand.self, CompletionCommand.self,
             ])
 
         let showVersion: Bool

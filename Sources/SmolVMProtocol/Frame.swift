@@ -97,6 +97,8 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     case signal = 0x16
     /// Guest to host: the command is running. Payload: u32 pid.
     case started = 0x17
+    /// Host to guest: the command's terminal changed size. Payload: `TerminalSize`.
+    case resize = 0x18
 
     /// Host to guest: open a file for writing. Payload: `FileWriteRequest`.
     case writeFile = 0x20

@@ -56,6 +56,9 @@ public struct ExecRequest: WireMessage, Equatable {
         public static let stdin = Options(rawValue: 1 << 0)
         /// Environment entries replace the agent's default environment instead of extending it.
         public static let clearEnvironment = Options(rawValue: 1 << 1)
+        /// Run on a new pseudo-terminal (`terminalRows` x `terminalColumns`) as its
+        /// session leader; output arrives as `stdout`, input goes in as `stdin`.
+        public static let terminal = Options(rawValue: 1 << 2)
     }
 
     public var argv: [[UInt8]]
@@ -66,16 +69,21 @@ public struct ExecRequest: WireMessage, Equatable {
     /// Milliseconds; 0 means no limit.
     public var timeoutMilliseconds: UInt64
     public var options: Options
+    /// The terminal's size when `options` has `.terminal`.
+    public var terminalRows: UInt32
+    public var terminalColumns: UInt32
 
     public init(
         argv: [[UInt8]], environment: [[UInt8]] = [], workingDirectory: [UInt8] = [],
-        timeoutMilliseconds: UInt64 = 0, options: Options = []
+        timeoutMilliseconds: UInt64 = 0, options: Options = [], terminalRows: UInt32 = 0, terminalColumns: UInt32 = 0
     ) {
         self.argv = argv
         self.environment = environment
         self.workingDirectory = workingDirectory
         self.timeoutMilliseconds = timeoutMilliseconds
         self.options = options
+        self.terminalRows = terminalRows
+        self.terminalColumns = terminalColumns
     }
 
     public func encode(into writer: inout ByteWriter) {
@@ -84,6 +92,8 @@ public struct ExecRequest: WireMessage, Equatable {
         writer.blob(workingDirectory)
         writer.u64(timeoutMilliseconds)
         writer.u32(options.rawValue)
+        writer.u32(terminalRows)
+        writer.u32(terminalColumns)
     }
 
     public init(from reader: inout ByteReader) throws(ProtocolError) {
@@ -93,6 +103,9 @@ public struct ExecRequest: WireMessage, Equatable {
         workingDirectory = try reader.blob("workingDirectory")
         timeoutMilliseconds = try reader.u64("timeoutMilliseconds")
         options = Options(rawValue: try reader.u32("options"))
+        terminalRows = try reader.u32("terminalRows")
+        terminalColumns = try reader.u32("terminalColumns")
+        guard terminalRows <= 65535, terminalColumns <= 65535 else { throw .invalidValue(field: "terminal size") }
         // NUL bytes cannot reach execve: C strings would silently cut them.
         for value in argv + environment + [workingDirectory] where value.contains(0) {
             throw .invalidValue(field: "NUL byte in argument")
@@ -228,5 +241,27 @@ public struct FileInfo: WireMessage, Equatable {
     public init(from reader: inout ByteReader) throws(ProtocolError) {
         size = try reader.u64("size")
         mode = try reader.u32("mode")
+    }
+}
+
+/// A terminal's size, for `resize` frames.
+public struct TerminalSize: WireMessage, Equatable {
+    public var rows: UInt32
+    public var columns: UInt32
+
+    public init(rows: UInt32, columns: UInt32) {
+        self.rows = rows
+        self.columns = columns
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.u32(rows)
+        writer.u32(columns)
+    }
+
+    public init(from reader: inout ByteReader) throws(ProtocolError) {
+        rows = try reader.u32("rows")
+        columns = try reader.u32("columns")
+        guard rows <= 65535, columns <= 65535 else { throw .invalidValue(field: "terminal size") }
     }
 }

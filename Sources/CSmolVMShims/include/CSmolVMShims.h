@@ -46,6 +46,16 @@ int smolvm_signalfd_read(int fd);
 /// Opens a new pseudo-terminal pair; returns 0 or errno.
 int smolvm_openpty(int *master, int *slave, unsigned short rows, unsigned short cols);
 
+/// TIOCGWINSZ on a terminal; returns 0 or errno.
+int smolvm_get_window_size(int fd, unsigned short *rows, unsigned short *cols);
+
+/// Puts a terminal in raw mode (cfmakeraw), storing the previous settings in
+/// `saved` (at least smolvm_termios_size() bytes); returns 0 or errno.
+int smolvm_make_raw(int fd, void *saved);
+/// Restores settings saved by smolvm_make_raw.
+int smolvm_restore_terminal(int fd, const void *saved);
+unsigned long smolvm_termios_size(void);
+
 /// TIOCSWINSZ on a terminal.
 int smolvm_set_window_size(int fd, unsigned short rows, unsigned short cols);
 

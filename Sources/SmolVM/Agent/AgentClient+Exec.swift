@@ -7,6 +7,7 @@ extension AgentClient {
         try command.validate()
         var options: ExecRequest.Options = []
         if command.standardInput != .none { options.insert(.stdin) }
+        if command.terminal != nil { options.insert(.terminal) }
         let environment = command.environment.sorted { $0.key < $1.key }.map { Array("\($0.key)=\($0.value)".utf8) }
         let timeout = command.timeout.map { duration -> UInt64 in
             let (seconds, attoseconds) = duration.components
@@ -15,7 +16,8 @@ extension AgentClient {
         let request = ExecRequest(
             argv: command.arguments.map { Array($0.utf8) }, environment: environment,
             workingDirectory: Array((command.workingDirectory ?? "").utf8), timeoutMilliseconds: timeout ?? 0,
-            options: options)
+            options: options, terminalRows: UInt32(clamping: command.terminal?.rows ?? 0),
+            terminalColumns: UInt32(clamping: command.terminal?.columns ?? 0))
         let encoded = request.encoded()
         guard encoded.count <= FrameLimits.maxPayload else {
             throw SmolVMError(
@@ -89,6 +91,12 @@ public final class SandboxProcess: Sendable {
     /// Ends the command's standard input.
     public func closeInput() async throws {
         try await client.send(Frame(.stdinClose, id: id))
+    }
+
+    /// Tells a terminal command its window changed size.
+    public func resize(rows: Int, columns: Int) async throws {
+        let size = SmolVMProtocol.TerminalSize(rows: UInt32(clamping: rows), columns: UInt32(clamping: columns))
+        try await client.send(Frame(.resize, id: id, payload: size.encoded()))
     }
 
     /// Sends a signal to the command's process group.

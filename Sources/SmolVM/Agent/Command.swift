@@ -21,16 +21,29 @@ public struct Command: Sendable, Equatable {
     /// After this long, the command's whole process group is killed and the run fails with `.timeout`.
     public var timeout: Duration?
     public var standardInput: StandardInput
+    /// Run on a pseudo-terminal of this size (an interactive shell): output
+    /// comes as `.stdout` only, and the command is its terminal's session leader.
+    public var terminal: TerminalSize?
+
+    public struct TerminalSize: Sendable, Equatable {
+        public var rows: Int
+        public var columns: Int
+        public init(rows: Int, columns: Int) {
+            self.rows = rows
+            self.columns = columns
+        }
+    }
 
     public init(
         _ arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
-        timeout: Duration? = nil, standardInput: StandardInput = .none
+        timeout: Duration? = nil, standardInput: StandardInput = .none, terminal: TerminalSize? = nil
     ) {
         self.arguments = arguments
         self.environment = environment
         self.workingDirectory = workingDirectory
         self.timeout = timeout
         self.standardInput = standardInput
+        self.terminal = terminal
     }
 
     /// `/bin/sh -c script`.
@@ -56,6 +69,11 @@ public struct Command: Sendable, Equatable {
                     .invalidArgument,
                     "invalid environment variable name '\(key)': names must be non-empty and contain no '=' or NUL")
             }
+        }
+        if let terminal, !(0...65535).contains(terminal.rows) || !(0...65535).contains(terminal.columns) {
+            throw SmolVMError(
+                .invalidArgument,
+                "a terminal size must be between 0 and 65535, got \(terminal.rows)x\(terminal.columns)")
         }
         if let timeout, timeout <= .zero {
             throw SmolVMError(.invalidArgument, "a timeout must be positive, got \(timeout)")

@@ -23,7 +23,7 @@ struct SandboxCommand: CLICommand {
         subcommands: [
             SandboxCreateCommand.self, SandboxListCommand.self, SandboxInfoCommand.self, SandboxExecCommand.self,
             SandboxStopCommand.self, SandboxStartCommand.self, SandboxDeleteCommand.self, SandboxLogsCommand.self,
-            SandboxFileCommand.self,
+            SandboxFileCommand.self, SandboxShellCommand.self,
         ])
 
     init(_ arguments: ParsedArguments) throws {
@@ -92,20 +92,28 @@ struct SandboxListCommand: CLICommand {
         abstract: "List named sandboxes (running ones; --all for every one).",
         examples: ["smolvm sandbox list", "smolvm sandbox list --all --json"],
         options: [
-            .flag("--all", "-a", help: "Include stopped and failed sandboxes."), .flag("--json", help: "Print JSON."),
+            .flag("--all", "-a", help: "Include stopped and failed sandboxes."),
+            .flag("--quiet", "-q", help: "Print only names, one per line."),
+            .flag("--json", help: "Print JSON."),
         ])
 
     let all: Bool
+    let quiet: Bool
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
         if !arguments.positionals.isEmpty { throw UsageError("unexpected argument '\(arguments.positionals[0])'") }
         all = arguments.flag("--all")
+        quiet = arguments.flag("--quiet")
         json = arguments.flag("--json")
     }
 
     func run() async throws -> Int32 {
         let records = try Sandbox.list().filter { all || $0.status == .running || $0.status == .starting }
+        if quiet {
+            for record in records { print(record.name) }
+            return 0
+        }
         if json {
             Output.printEnvelope(ok: true, data: records.map(SandboxCommand.recordObject), error: nil)
             return 0
@@ -424,5 +432,64 @@ struct SandboxFileDownloadCommand: CLICommand {
         try await sandbox.download(from: remote, to: destination)
         if json { Output.printEnvelope(ok: true, data: ["local": destination], error: nil) } else { print(destination) }
         return 0
+    }
+}
+
+struct SandboxShellCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "shell",
+        abstract: "Open an interactive shell in a named sandbox (Ctrl-D or `exit` ends it).",
+        usage: "NAME [--shell PATH]",
+        discussion: """
+            The shell runs on a pseudo-terminal in the guest; this terminal is put in raw mode and its
+            window size follows yours. bash is used when the image has it, otherwise sh.
+            """,
+        examples: ["smolvm sandbox shell t1", "smolvm sandbox shell t1 --shell /bin/sh"],
+        options: [.value("--shell", valueName: "PATH", help: "The shell to run (default: bash if present, else sh).")])
+
+    let name: String
+    let shell: String?
+
+    init(_ arguments: ParsedArguments) throws {
+        name = try SandboxCommand.name(arguments, "shell")
+        shell = arguments.value("--shell")
+    }
+
+    func run() async throws -> Int32 {
+        let sandbox = try await Sandbox.attach(named: name, logger: SmolVMTool.logger())
+        let terminal = Terminal(.standardInput)
+        let size = terminal.size ?? Terminal(.standardOutput).size ?? (24, 80)
+        let argv =
+            shell.map { [$0, "-l"] }
+            ?? ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
+        var environment: [String: String] = [:]
+        environment["TERM"] = ProcessInfo.processInfo.environment["TERM"] ?? "xterm-256color"
+        let process = try await sandbox.exec(
+            Command(
+                argv, environment: environment, standardInput: .stream,
+                terminal: .init(rows: size.rows, columns: size.columns)))
+        if terminal.isTerminal { try terminal.makeRaw() }
+        defer { terminal.restore() }
+        let resize = DispatchSource.makeSignalSource(signal: SIGWINCH, queue: .global())
+        signal(SIGWINCH, SIG_IGN)
+        resize.setEventHandler {
+            guard let size = terminal.size else { return }
+            Task { try? await process.resize(rows: size.rows, columns: size.columns) }
+        }
+        resize.resume()
+        defer { resize.cancel() }
+        StandardInputPump.start(into: process)
+        var status: Int32 = 0
+        for try await event in process.events {
+            switch event {
+            case .stdout(let bytes), .stderr(let bytes):
+                try? FileDescriptor.standardOutput.writeAll(bytes)
+            case .exit(let exit):
+                status = exit.code
+            }
+        }
+        terminal.restore()
+        await sandbox.detach()
+        return status
     }
 }
