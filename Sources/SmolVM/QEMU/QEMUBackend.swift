@@ -128,6 +128,10 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
         while client.hello == nil, !client.hasReceivedFrame {
             try checkAlive(deadline: deadline, timeout: timeout)
             if client.isClosed {
+                // QEMU closes the channel as it exits; report the exit, which says more.
+                if await watcher.wait(timeout: .seconds(2)) {
+                    try checkAlive(deadline: deadline, timeout: timeout)
+                }
                 throw SmolVMError(.agentUnreachable, "the guest agent's channel closed during boot\(diagnostics())")
             }
             if ContinuousClock.now - lastPing > .milliseconds(50) {
