@@ -76,20 +76,7 @@ public actor Sandbox {
     )
         async throws -> Sandbox
     {
-        try configuration.validate()
-        let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
-        guard resolution.backend == .qemu else {
-            throw SmolVMError(
-                .unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
-        }
-        let qemu = QEMUAvailability.check(configuration.host)
-        guard let binary = qemu.binary, let accelerator = qemu.accelerator else {
-            throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
-        }
-        let store = ImageStore(paths: configuration.paths)
-        let kernel = try await store.kernel()
-        let image = try await store.image(configuration.image)
-
+        let (resolution, binary, accelerator, kernel, image) = try await prepare(configuration)
         let paths = configuration.paths
         RuntimeJanitor(paths: paths, logger: logger).sweep()
         let id = Self.makeID()

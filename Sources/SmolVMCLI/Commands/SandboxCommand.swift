@@ -34,6 +34,16 @@ struct SandboxCommand: CLICommand {
 
     static func recordObject(_ record: SandboxRecord) -> Any { Output.jsonObject(record) }
 
+    /// A lifecycle command's result: the record as JSON, or the name.
+    static func printResult(_ record: SandboxRecord, json: Bool) -> Int32 {
+        if json {
+            Output.printEnvelope(ok: true, data: recordObject(record), error: nil)
+        } else {
+            print(record.name)
+        }
+        return 0
+    }
+
     static func name(_ arguments: ParsedArguments, _ command: String) throws -> String {
         guard let name = arguments.positionals.first else {
             throw UsageError("missing the sandbox name: smolvm sandbox \(command) NAME")
@@ -225,13 +235,7 @@ struct SandboxStopCommand: CLICommand {
     }
 
     func run() async throws -> Int32 {
-        let record = try await Sandbox.stop(named: name, logger: SmolVMTool.logger())
-        if json {
-            Output.printEnvelope(ok: true, data: SandboxCommand.recordObject(record), error: nil)
-        } else {
-            print(name)
-        }
-        return 0
+        return SandboxCommand.printResult(try await Sandbox.stop(named: name, logger: SmolVMTool.logger()), json: json)
     }
 }
 
@@ -248,13 +252,7 @@ struct SandboxStartCommand: CLICommand {
     }
 
     func run() async throws -> Int32 {
-        let record = try await Sandbox.start(named: name, logger: SmolVMTool.logger())
-        if json {
-            Output.printEnvelope(ok: true, data: SandboxCommand.recordObject(record), error: nil)
-        } else {
-            print(name)
-        }
-        return 0
+        return SandboxCommand.printResult(try await Sandbox.start(named: name, logger: SmolVMTool.logger()), json: json)
     }
 }
 
