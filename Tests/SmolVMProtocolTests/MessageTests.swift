@@ -560,3 +560,26 @@ struct HostilePayloadTests {
         #expect(isTruncated(decodingError(FileInfo.self, [])))
     }
 }
+
+@Suite("Terminal messages")
+struct TerminalMessageTests {
+    @Test func execRequestCarriesTerminalSize() throws {
+        let request = ExecRequest(
+            argv: [Array("sh".utf8)], options: [.terminal, .stdin], terminalRows: 33, terminalColumns: 101)
+        let decoded = try ExecRequest(decoding: request.encoded())
+        #expect(decoded == request)
+        #expect(decoded.options.contains(.terminal))
+        #expect(decoded.terminalRows == 33)
+        #expect(decoded.terminalColumns == 101)
+    }
+
+    @Test func terminalSizeRoundTripsAndRejectsAbsurdSizes() throws {
+        let size = TerminalSize(rows: 50, columns: 200)
+        #expect(try TerminalSize(decoding: size.encoded()) == size)
+        #expect(throws: ProtocolError.self) { try TerminalSize(decoding: TerminalSize(rows: 70_000, columns: 80).encoded()) }
+        #expect(throws: ProtocolError.self) {
+            try ExecRequest(decoding: ExecRequest(argv: [Array("sh".utf8)], terminalRows: 1, terminalColumns: 1 << 20).encoded())
+        }
+        #expect(throws: ProtocolError.self) { try TerminalSize(decoding: [1, 0, 0]) }
+    }
+}
