@@ -61,18 +61,18 @@ extension Agent {
         }
         if statResult != 0 || (info.st_mode & S_IFMT) != S_IFDIR {
             let path = String(decoding: workingDirectory, as: UTF8.self)
+            let problem = statResult != 0 ? "does not exist in the sandbox" : "is not a directory"
             reply(
-                error: RemoteError(
-                    code: .notFound, errno: ENOENT, message: "working directory \(path) does not exist in the sandbox"),
+                error: RemoteError(code: .notFound, errno: ENOENT, message: "working directory \(path) \(problem)"),
                 id: key.id, on: connection)
             return
         }
-        guard let executable = resolveExecutable(request.argv[0], environment: environment) else {
-            let name = String(decoding: request.argv[0], as: UTF8.self)
-            reply(
-                error: RemoteError(
-                    code: .notFound, errno: ENOENT, message: "executable not found in the sandbox: \(name)"),
-                id: key.id, on: connection)
+        let executable: [UInt8]
+        switch resolveExecutable(request.argv[0], environment: environment) {
+        case .success(let path):
+            executable = path
+        case .failure(let error):
+            reply(error: error, id: key.id, on: connection)
             return
         }
 
@@ -118,7 +118,9 @@ extension Agent {
             closeAll()
             let errno = (error as? Errno) ?? Errno(rawValue: EIO)
             let name = String(decoding: request.argv[0], as: UTF8.self)
-            let code: RemoteError.Code = errno == .noEntry ? .notFound : .system
+            let code: RemoteError.Code =
+                errno == .noEntry
+                ? .notFound : [EACCES, ENOEXEC, EISDIR, ENOTDIR].contains(errno.rawValue) ? .notExecutable : .system
             reply(
                 error: RemoteError(code: code, errno: errno.rawValue, message: "cannot run \(name): \(errno)"),
                 id: key.id, on: connection)
@@ -224,8 +226,35 @@ extension Agent {
     }
 
     /// `execve` needs a path: a bare name is looked up in the command's own `PATH`.
-    private func resolveExecutable(_ name: [UInt8], environment: [[UInt8]]) -> [UInt8]? {
-        if name.contains(UInt8(ascii: "/")) { return name }
+    /// A missing program is `notFound` (a shell's 127); one that exists but
+    /// cannot run is `notExecutable` (126).
+    private func resolveExecutable(_ name: [UInt8], environment: [[UInt8]]) -> Result<[UInt8], RemoteError> {
+        let display = String(decoding: name, as: UTF8.self)
+        if name.contains(UInt8(ascii: "/")) {
+            var info = stat()
+            let found = (name + [0]).withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { stat($0.baseAddress!, &info) == 0 }
+            }
+            guard found else {
+                return .failure(
+                    RemoteError(
+                        code: .notFound, errno: ENOENT, message: "executable not found in the sandbox: \(display)"))
+            }
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                return .failure(
+                    RemoteError(
+                        code: .notExecutable, errno: EISDIR, message: "cannot run \(display): it is a directory"))
+            }
+            let executable = (name + [0]).withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { access($0.baseAddress!, X_OK) == 0 }
+            }
+            if !executable {
+                return .failure(
+                    RemoteError(
+                        code: .notExecutable, errno: EACCES, message: "cannot run \(display): permission denied"))
+            }
+            return .success(name)
+        }
         let pathEntry = environment.last { $0.starts(with: Array("PATH=".utf8)) }
         let searchPath = pathEntry.map { Array($0.dropFirst(5)) } ?? Array(Agent.defaultPath.utf8)
         for directory in searchPath.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: true) {
@@ -237,9 +266,10 @@ extension Agent {
                         && (info.st_mode & S_IFMT) == S_IFREG
                 }
             }
-            if usable { return candidate }
+            if usable { return .success(candidate) }
         }
-        return nil
+        return .failure(
+            RemoteError(code: .notFound, errno: ENOENT, message: "executable not found in the sandbox: \(display)"))
     }
 
     func process(for key: RequestKey) -> pid_t? {

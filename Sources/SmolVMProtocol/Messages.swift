@@ -20,7 +20,8 @@ extension WireMessage {
 }
 
 /// The protocol revision both sides speak. Bump on incompatible change.
-public let protocolVersion: UInt32 = 1
+/// 2: terminals (`ExecRequest` terminal size, `resize`).
+public let protocolVersion: UInt32 = 2
 
 /// Sent by the agent when it starts serving on a channel.
 public struct AgentHello: WireMessage, Equatable {
@@ -156,6 +157,8 @@ public struct RemoteError: WireMessage, Equatable, Error {
         case notFound = 3
         case unknownRequest = 4
         case busy = 5
+        /// The program exists but cannot be executed (a directory, no permission, not a binary).
+        case notExecutable = 6
     }
 
     public var code: Code

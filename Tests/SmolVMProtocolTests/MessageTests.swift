@@ -576,9 +576,12 @@ struct TerminalMessageTests {
     @Test func terminalSizeRoundTripsAndRejectsAbsurdSizes() throws {
         let size = TerminalSize(rows: 50, columns: 200)
         #expect(try TerminalSize(decoding: size.encoded()) == size)
-        #expect(throws: ProtocolError.self) { try TerminalSize(decoding: TerminalSize(rows: 70_000, columns: 80).encoded()) }
         #expect(throws: ProtocolError.self) {
-            try ExecRequest(decoding: ExecRequest(argv: [Array("sh".utf8)], terminalRows: 1, terminalColumns: 1 << 20).encoded())
+            try TerminalSize(decoding: TerminalSize(rows: 70_000, columns: 80).encoded())
+        }
+        #expect(throws: ProtocolError.self) {
+            try ExecRequest(
+                decoding: ExecRequest(argv: [Array("sh".utf8)], terminalRows: 1, terminalColumns: 1 << 20).encoded())
         }
         #expect(throws: ProtocolError.self) { try TerminalSize(decoding: [1, 0, 0]) }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SmolVMProtocol
 import SmolVMSystem
 import Testing
 
@@ -221,7 +222,8 @@ struct IsolatedHome {
         try await Subprocess.check(["mkfs.ext4", "-q", "-F", "-d", tree.path, image.path])
         let store = ImageStore(paths: paths)
         try await store.install(
-            built: image, name: name, key: "test", fileName: "rootfs-test.ext4", inputs: [:],
+            built: image, name: name, key: "test", fileName: "rootfs-test.ext4",
+            inputs: [RootfsBuilder.protocolInput: "\(SmolVMProtocol.protocolVersion)"],
             manifestURL: store.imageManifestURL(name))
     }
 }

@@ -8,13 +8,15 @@ extension AgentClient {
         var options: ExecRequest.Options = []
         if command.standardInput != .none { options.insert(.stdin) }
         if command.terminal != nil { options.insert(.terminal) }
-        let environment = command.environment.sorted { $0.key < $1.key }.map { Array("\($0.key)=\($0.value)".utf8) }
+        let environment =
+            command.environment.sorted { $0.key < $1.key }.map { Array("\($0.key)=\($0.value)".utf8) }
+            + command.rawEnvironment
         let timeout = command.timeout.map { duration -> UInt64 in
             let (seconds, attoseconds) = duration.components
             return UInt64(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
         }
         let request = ExecRequest(
-            argv: command.arguments.map { Array($0.utf8) }, environment: environment,
+            argv: command.argumentBytes, environment: environment,
             workingDirectory: Array((command.workingDirectory ?? "").utf8), timeoutMilliseconds: timeout ?? 0,
             options: options, terminalRows: UInt32(clamping: command.terminal?.rows ?? 0),
             terminalColumns: UInt32(clamping: command.terminal?.columns ?? 0))

@@ -214,6 +214,8 @@ extension SmolVMError {
         switch remote.code {
         case .notFound where remote.message.hasPrefix("executable not found"):
             SmolVMError(.commandNotFound, remote.message)
+        case .notExecutable:
+            SmolVMError(.commandNotExecutable, remote.message)
         case .notFound:
             SmolVMError(.notFound, remote.message)
         case .badRequest:

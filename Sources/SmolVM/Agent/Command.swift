@@ -16,6 +16,11 @@ public struct Command: Sendable, Equatable {
 
     public var arguments: [String]
     public var environment: [String: String]
+    /// Arguments as raw bytes, for values that are not valid UTF-8; when set,
+    /// they are sent instead of `arguments`.
+    public var rawArguments: [[UInt8]]?
+    /// Extra `KEY=VALUE` environment entries as raw bytes, added after `environment`.
+    public var rawEnvironment: [[UInt8]] = []
     /// The directory the command starts in; nil means `/root`.
     public var workingDirectory: String?
     /// After this long, the command's whole process group is killed and the run fails with `.timeout`.
@@ -56,12 +61,26 @@ public struct Command: Sendable, Equatable {
             timeout: timeout, standardInput: standardInput)
     }
 
+    /// The argument vector exactly as it will reach `execve`.
+    var argumentBytes: [[UInt8]] { rawArguments ?? arguments.map { Array($0.utf8) } }
+
     func validate() throws {
-        guard let first = arguments.first, !first.isEmpty else {
+        guard let first = argumentBytes.first else {
             throw SmolVMError(.invalidArgument, "a command needs at least one argument (the program to run)")
         }
-        if arguments.contains(where: { $0.utf8.contains(0) }) {
+        guard !first.isEmpty else {
+            throw SmolVMError(.invalidArgument, "the program to run is an empty string")
+        }
+        if argumentBytes.contains(where: { $0.contains(0) }) {
             throw SmolVMError(.invalidArgument, "command arguments cannot contain NUL bytes")
+        }
+        for entry in rawEnvironment {
+            let name = entry.prefix { $0 != UInt8(ascii: "=") }
+            guard !name.isEmpty, name.count < entry.count, !entry.contains(0) else {
+                throw SmolVMError(
+                    .invalidArgument,
+                    "invalid environment entry '\(String(decoding: entry, as: UTF8.self))': expected KEY=VALUE")
+            }
         }
         for (key, value) in environment {
             guard !key.isEmpty, !key.contains("="), !key.utf8.contains(0), !value.utf8.contains(0) else {

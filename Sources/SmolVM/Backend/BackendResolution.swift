@@ -44,6 +44,7 @@ public struct BackendResolution: Sendable, Equatable {
                 requested: requested, source: source, backend: .firecracker,
                 reason: "requested explicitly (\(source.rawValue))")
         case .qemu:
+            if let error = qemu.acceleratorError { throw error }
             if let problem = qemu.problem {
                 throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(problem)")
             }
@@ -51,6 +52,8 @@ public struct BackendResolution: Sendable, Equatable {
                 requested: requested, source: source, backend: .qemu,
                 reason: "requested explicitly (\(source.rawValue))")
         case .auto:
+            // A bad SMOLVM_ACCEL is the user's explicit choice failing: say that, not "no backend".
+            if let error = qemu.acceleratorError { throw error }
             if host.operatingSystem == "linux", firecracker.problem == nil {
                 return BackendResolution(
                     requested: requested, source: source, backend: .firecracker,
@@ -59,7 +62,7 @@ public struct BackendResolution: Sendable, Equatable {
             if qemu.problem == nil {
                 let why =
                     host.operatingSystem == "linux"
-                    ? "Firecracker is not usable (\(firecracker.problem ?? "")); using QEMU with \(qemu.accelerator?.accelerator.rawValue ?? "tcg")"
+                    ? "Firecracker is not usable (\(firecracker.reason ?? "")); using QEMU with \(qemu.accelerator?.accelerator.rawValue ?? "tcg")"
                     : "QEMU is the default on \(host.operatingSystem)"
                 return BackendResolution(requested: requested, source: source, backend: .qemu, reason: why)
             }
@@ -75,7 +78,10 @@ public struct BackendResolution: Sendable, Equatable {
 public struct FirecrackerAvailability: Sendable {
     public var binary: String?
     public var kvm: KVMState
+    /// What is missing and how to fix it.
     public var problem: String?
+    /// What is missing, without the fix (for `auto`'s explanation).
+    public var reason: String?
 
     public static func locate(_ host: HostFacts) -> String? {
         if let explicit = host.environment["SMOLVM_FIRECRACKER"], !explicit.isEmpty {
@@ -100,7 +106,13 @@ public struct FirecrackerAvailability: Sendable {
         } else {
             problem = "this build of SmolVM does not include the Firecracker backend yet; use --backend qemu"
         }
-        return FirecrackerAvailability(binary: binary, kvm: kvm, problem: problem)
+        let reason: String? =
+            if problem == nil { nil } else if host.operatingSystem != "linux" {
+                "it runs only on Linux"
+            } else if !kvm.isUsable { kvm.summary } else if binary == nil {
+                "the firecracker binary was not found"
+            } else { "this build does not include the Firecracker backend yet" }
+        return FirecrackerAvailability(binary: binary, kvm: kvm, problem: problem, reason: reason)
     }
 }
 
@@ -109,6 +121,8 @@ public struct QEMUAvailability: Sendable {
     public var binary: String?
     public var accelerator: AcceleratorChoice?
     public var problem: String?
+    /// Set when QEMU is installed but the accelerator choice (SMOLVM_ACCEL) cannot work.
+    public var acceleratorError: SmolVMError?
 
     public static func systemBinaryName(_ host: HostFacts) -> String {
         "qemu-system-\(host.architecture == "aarch64" ? "aarch64" : "x86_64")"
@@ -127,6 +141,8 @@ public struct QEMUAvailability: Sendable {
         do {
             let accelerator = try AcceleratorChoice.resolve(host)
             return QEMUAvailability(binary: binary, accelerator: accelerator, problem: nil)
+        } catch let error as SmolVMError {
+            return QEMUAvailability(binary: binary, accelerator: nil, problem: error.message, acceleratorError: error)
         } catch {
             return QEMUAvailability(binary: binary, accelerator: nil, problem: "\(error)")
         }

@@ -25,6 +25,8 @@ public struct SmolVMError: Error, Sendable, CustomStringConvertible {
         case timeout
         /// The executable does not exist in the sandbox.
         case commandNotFound
+        /// The executable exists but cannot be run (a directory, no permission, not a program).
+        case commandNotExecutable
         /// A checksum or manifest does not match.
         case corrupted
         /// A host system call or tool failed.

@@ -40,4 +40,32 @@ public struct SmolVMPaths: Sendable, Equatable {
 
     public func image(_ name: String) -> URL { images.appendingPathComponent(name) }
     public func runtime(_ id: String) -> URL { run.appendingPathComponent(id) }
+
+    /// Makes sure `home` is a directory this process can write, creating it if
+    /// needed; otherwise a clear error naming the path and the fix.
+    public func prepareHome() throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: home.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw SmolVMError(
+                    .invalidArgument,
+                    "SMOLVM_HOME (\(home.path)) is a file, not a directory. Fix: point SMOLVM_HOME at a directory")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+            } catch {
+                throw SmolVMError(
+                    .invalidArgument,
+                    "cannot create SMOLVM_HOME (\(home.path)): \((error as NSError).localizedDescription). Fix: point SMOLVM_HOME at a writable directory"
+                )
+            }
+        }
+        guard access(home.path, W_OK | X_OK) == 0 else {
+            throw SmolVMError(
+                .invalidArgument,
+                "SMOLVM_HOME (\(home.path)) is not writable (\(String(cString: strerror(errno)))). Fix: point SMOLVM_HOME at a writable directory or fix its permissions"
+            )
+        }
+    }
 }

@@ -86,8 +86,11 @@ public struct AcceleratorChoice: Sendable, Equatable {
             switch accelerator {
             case .kvm where host.operatingSystem != "linux":
                 throw SmolVMError(.hostUnsupported, "SMOLVM_ACCEL=kvm needs Linux; unset SMOLVM_ACCEL or use hvf/tcg")
-            case .kvm where kvm == .missing || kvm == .notAccessible:
-                throw SmolVMError(.hostUnsupported, "SMOLVM_ACCEL=kvm, but \(kvm.summary): \(kvm.fix ?? "")")
+            case .kvm where !kvm.isUsable:
+                throw SmolVMError(
+                    .hostUnsupported,
+                    "SMOLVM_ACCEL=kvm, but \(kvm.summary). Fix: \(kvm.fix ?? ""); or unset SMOLVM_ACCEL to use software emulation (tcg)"
+                )
             case .hvf where host.operatingSystem != "macos":
                 throw SmolVMError(.hostUnsupported, "SMOLVM_ACCEL=hvf needs macOS; use kvm or tcg on this host")
             default:

@@ -76,14 +76,26 @@ public struct ImageStore: Sendable {
     }
 
     /// Moves a finished build into place: checksum, rename, then the manifest.
-    /// Older artifacts of the same name are removed.
+    ///
+    /// An existing artifact file is never replaced, even by a rebuild with the
+    /// same key: named sandboxes' overlays refer to their base by path, and
+    /// rewriting it under them would corrupt their disks. Older artifacts are
+    /// removed only when no named sandbox still uses them.
     @discardableResult
     func install(
         built file: URL, name: String, key: String, fileName: String, inputs: [String: String], manifestURL: URL
     ) async throws -> ArtifactManifest {
         let directory = manifestURL.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let destination = directory.appendingPathComponent(fileName)
+        var finalName = fileName
+        var generation = 1
+        while FileManager.default.fileExists(atPath: directory.appendingPathComponent(finalName).path) {
+            generation += 1
+            let base = (fileName as NSString).deletingPathExtension
+            let ext = (fileName as NSString).pathExtension
+            finalName = ext.isEmpty ? "\(base).\(generation)" : "\(base).\(generation).\(ext)"
+        }
+        let destination = directory.appendingPathComponent(finalName)
         // Base artifacts are shared read-only by every sandbox.
         chmod(file.path, 0o444)
         let digest = try await SHA256.file(file.path)
@@ -92,15 +104,29 @@ public struct ImageStore: Sendable {
         }
         let stamp = FileStamp.read(destination.path)
         let manifest = ArtifactManifest(
-            name: name, key: key, file: fileName, sha256: digest, size: stamp?.size ?? 0, created: Date(),
+            name: name, key: key, file: finalName, sha256: digest, size: stamp?.size ?? 0, created: Date(),
             inputs: inputs, verified: stamp)
         try manifest.save(manifestURL)
-        if let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.path) {
-            for entry in entries where entry != fileName && entry != "current.json" && !entry.hasPrefix(".") {
-                try? FileManager.default.removeItem(at: directory.appendingPathComponent(entry))
-            }
-        }
+        removeUnusedArtifacts(in: directory, keeping: finalName)
         return manifest
+    }
+
+    /// Kernel and image files that named sandboxes boot from.
+    func artifactsInUse() -> Set<String> {
+        guard FileManager.default.fileExists(atPath: paths.home.appendingPathComponent("state.db").path),
+            let records = try? StateStore(paths: paths).records()
+        else { return [] }
+        return Set(
+            records.flatMap { [$0.kernel, $0.rootImage] }.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+    }
+
+    private func removeUnusedArtifacts(in directory: URL, keeping current: String) {
+        let inUse = artifactsInUse()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for entry in entries where entry != current && entry != "current.json" && !entry.hasPrefix(".") {
+            let url = directory.appendingPathComponent(entry).standardizedFileURL
+            if !inUse.contains(url.path) { try? FileManager.default.removeItem(at: url) }
+        }
     }
 
     /// One row of `smolvm image list`.

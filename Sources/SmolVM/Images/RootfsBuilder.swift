@@ -1,4 +1,5 @@
 import Foundation
+import SmolVMProtocol
 import SmolVMSystem
 
 /// Builds root file system images: a directory tree with the guest agent as
@@ -13,14 +14,18 @@ struct RootfsBuilder {
     /// The tools an agent expects, on top of debootstrap's minbase (which has bash and coreutils).
     static let debianPackages = ["python3", "ca-certificates", "curl", "git", "procps"]
 
+    /// The manifest input naming the protocol the image's agent speaks.
+    static let protocolInput = "agentProtocol"
+
     func ensure(_ name: String, force: Bool) async throws -> ArtifactManifest {
         let agentDigest = try await SHA256.file(agent.path)
+        let agentProtocol = "\(SmolVMProtocol.protocolVersion)"
         switch name {
         case "minimal":
             let busybox = try await HostPackages.installedVersion("busybox-static") ?? "unknown"
             let inputs = [
                 "busybox": "busybox-static \(busybox)", "agentSHA256": agentDigest, "recipe": Self.recipeVersion,
-                "size": "128M",
+                "size": "128M", Self.protocolInput: agentProtocol,
             ]
             return try await build(name, inputs: inputs, size: "128M", force: force) { tree in
                 try await populateMinimal(tree)
@@ -33,6 +38,7 @@ struct RootfsBuilder {
             ]
             var inputs = treeInputs
             inputs["agentSHA256"] = agentDigest
+            inputs[Self.protocolInput] = agentProtocol
             inputs["size"] = "2G"
             inputs["mirror"] = mirror
             return try await build(name, inputs: inputs, size: "2G", force: force) { tree in

@@ -5,6 +5,7 @@ public struct Setup: Sendable {
     public struct Options: Sendable {
         public var images: [String] = ImageStore.buildableImages
         public var installPackages = true
+        /// Rebuild what is up to date. The kernel is forced too only when every image is being built.
         public var force = false
         public init() {}
     }
@@ -42,9 +43,10 @@ public struct Setup: Sendable {
         }
         let agent = try AgentBinary.locate()
         progress.step("agent", agent.path)
-        try FileManager.default.createDirectory(at: paths.home, withIntermediateDirectories: true)
+        try paths.prepareHome()
         let store = ImageStore(paths: paths)
-        _ = try await KernelBuilder(store: store, progress: progress).ensure(force: options.force)
+        let allImages = Set(options.images) == Set(ImageStore.buildableImages)
+        _ = try await KernelBuilder(store: store, progress: progress).ensure(force: options.force && allImages)
         let builder = RootfsBuilder(store: store, agent: agent, progress: progress)
         for image in options.images {
             _ = try await builder.ensure(image, force: options.force)

@@ -1,4 +1,5 @@
 import Foundation
+import SmolVMProtocol
 import SmolVMSystem
 
 /// A disposable Linux computer: a microVM with the SmolVM agent as its init.
@@ -109,6 +110,7 @@ public actor Sandbox {
     ) {
         try configuration.validate()
         let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
+        try configuration.paths.prepareHome()
         guard resolution.backend == .qemu else {
             throw SmolVMError(
                 .unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
@@ -120,6 +122,14 @@ public actor Sandbox {
         let store = ImageStore(paths: configuration.paths)
         let kernel = try await store.kernel()
         let image = try await store.image(configuration.image)
+        // An image built by another smolvm may carry an agent that speaks another protocol.
+        let imageProtocol = image.manifest.inputs[RootfsBuilder.protocolInput]
+        guard imageProtocol == "\(SmolVMProtocol.protocolVersion)" else {
+            throw SmolVMError(
+                .corrupted,
+                "the image '\(configuration.image)' carries an agent for protocol \(imageProtocol ?? "1"), but this smolvm speaks protocol \(SmolVMProtocol.protocolVersion). Fix: run `smolvm setup` to rebuild it with this smolvm's agent"
+            )
+        }
         return (resolution, binary, accelerator, kernel, image)
     }
 

@@ -37,7 +37,7 @@ public final class StateStore: Sendable {
 
     public init(paths: SmolVMPaths) throws {
         self.paths = paths
-        try FileManager.default.createDirectory(at: paths.home, withIntermediateDirectories: true)
+        try paths.prepareHome()
         database = try Database(path: paths.home.appendingPathComponent("state.db").path)
         try migrate()
     }

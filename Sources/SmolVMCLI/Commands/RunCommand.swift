@@ -1,6 +1,7 @@
 import Foundation
 import SmolVM
 import SmolVMSystem
+import Synchronization
 
 /// `smolvm run`: boot a fresh sandbox, run one command, stream its output, delete the sandbox.
 struct RunCommand: CLICommand {
@@ -34,7 +35,7 @@ struct RunCommand: CLICommand {
         optionsEndAtFirstPositional: true)
 
     let sandboxConfiguration: SandboxConfiguration
-    let command: Command
+    var command: Command
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
@@ -47,6 +48,7 @@ struct RunCommand: CLICommand {
             arguments.positionals, environment: try SandboxOptions.environment(arguments.all("--env")),
             workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
             standardInput: streamInput ? .stream : .none)
+        RawArguments.apply(to: &command, argumentCount: arguments.positionals.count)
         if let directory = command.workingDirectory, !directory.hasPrefix("/") {
             throw UsageError("--workdir must be an absolute guest path, got '\(directory)'")
         }
@@ -62,6 +64,9 @@ struct RunCommand: CLICommand {
             await sandbox.delete()
             return status
         } catch {
+            // A signal tore the sandbox down under the command: the handler
+            // exits with 128+N; this path must not report that as a failure.
+            await guardian.waitIfFired()
             await sandbox.delete()
             throw error
         }
@@ -77,14 +82,15 @@ struct CommandStreamer {
         let process: SandboxProcess
         do {
             process = try await sandbox.exec(command)
-        } catch let error as SmolVMError where error.code == .commandNotFound {
+        } catch let error as SmolVMError where error.code == .commandNotFound || error.code == .commandNotExecutable {
+            // The shells' convention: 127 for a missing program, 126 for one that cannot run.
             if json {
                 Output.printEnvelope(
                     ok: false, data: nil, error: ["code": error.code.rawValue, "message": error.message])
             } else {
                 FileHandle.standardError.write(Data("smolvm: \(error.message)\n".utf8))
             }
-            return 127
+            return error.code == .commandNotFound ? 127 : 126
         }
         if command.standardInput == .stream {
             StandardInputPump.start(into: process)
@@ -161,12 +167,14 @@ enum StandardInputPump {
 /// interrupted `smolvm run` leaves nothing behind.
 final class SignalGuardian: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
+    private let fired = FiredFlag()
 
     init(sandbox: Sandbox) {
         for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
+            source.setEventHandler { [fired] in
+                fired.set()
                 Task {
                     await sandbox.delete()
                     exit(128 + signalNumber)
@@ -177,8 +185,21 @@ final class SignalGuardian: @unchecked Sendable {
         }
     }
 
+    /// When a signal arrived, never returns: the handler is about to exit.
+    func waitIfFired() async {
+        guard fired.isSet else { return }
+        while true { try? await Task.sleep(for: .seconds(60)) }
+    }
+
     func disarm() {
         for source in sources { source.cancel() }
         for signalNumber in [SIGINT, SIGTERM, SIGHUP] { signal(signalNumber, SIG_DFL) }
     }
+}
+
+/// Set once by a signal handler, read by the main flow.
+final class FiredFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

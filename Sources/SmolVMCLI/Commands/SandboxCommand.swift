@@ -197,7 +197,7 @@ struct SandboxExecCommand: CLICommand {
         ])
 
     let name: String
-    let command: Command
+    var command: Command
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
@@ -212,6 +212,7 @@ struct SandboxExecCommand: CLICommand {
             environment: try SandboxOptions.environment(arguments.all("--env")),
             workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
             standardInput: isatty(0) == 0 && !json ? .stream : .none)
+        RawArguments.apply(to: &command, argumentCount: arguments.positionals.count - 1)
     }
 
     func run() async throws -> Int32 {
