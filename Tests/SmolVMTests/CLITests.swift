@@ -16,6 +16,39 @@ struct CLITests {
         #expect(result.stderr == Array("err\n".utf8))
     }
 
+    @Test("the default debian image has the tools an agent expects")
+    func debianImage() async throws {
+        let result = try await VMTest.cli([
+            "run", "--", "sh", "-c",
+            "python3 -c 'import ssl, subprocess, socket, json; print(6 * 7)' && git --version && curl --version && bash -c 'echo $BASH_VERSION'",
+        ])
+        #expect(result.status == 0, "\(String(decoding: result.stderr, as: UTF8.self))")
+        let text = String(decoding: result.stdout, as: UTF8.self)
+        #expect(text.hasPrefix("42\n"))
+        #expect(text.contains("git version"))
+        #expect(text.contains("curl "))
+        #expect(text.contains("5."))
+    }
+
+    @Test("run --json carries the exact bytes in base64, and the output printed before a timeout")
+    func runJSON() async throws {
+        let result = try await VMTest.cli([
+            "run", "--image", "minimal", "--json", "--", "sh", "-c", "printf '\\377\\000ab'; exit 3",
+        ])
+        #expect(result.status == 3)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: Any])
+        let data = try #require(object["data"] as? [String: Any])
+        #expect(data["exitCode"] as? Int == 3)
+        #expect(Data(base64Encoded: data["stdoutBase64"] as? String ?? "") == Data([0xff, 0x00, 0x61, 0x62]))
+        let timeout = try await VMTest.cli([
+            "run", "--image", "minimal", "--json", "--timeout", "1", "--", "sh", "-c", "echo before; sleep 30",
+        ])
+        #expect(timeout.status == 124)
+        let timeoutObject = try #require(try JSONSerialization.jsonObject(with: Data(timeout.stdout)) as? [String: Any])
+        #expect(timeoutObject["ok"] as? Bool == false)
+        #expect((timeoutObject["data"] as? [String: Any])?["stdout"] as? String == "before\n")
+    }
+
     @Test("run maps signals to 128+N, timeouts to 124 and a missing program to 127")
     func runStatusMapping() async throws {
         let killed = try await VMTest.cli(["run", "--image", "minimal", "--", "sh", "-c", "kill -9 $$"])

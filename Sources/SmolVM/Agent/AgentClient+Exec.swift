@@ -65,6 +65,9 @@ public final class SandboxProcess: Sendable {
     public let command: Command
     let started = ContinuousClock.now
 
+    /// When the command was started, for durations.
+    public var startedAt: ContinuousClock.Instant { started }
+
     init(client: AgentClient, id: UInt32, queue: FrameQueue, command: Command) {
         self.client = client
         self.id = id

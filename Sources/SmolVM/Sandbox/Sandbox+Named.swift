@@ -113,7 +113,8 @@ extension Sandbox {
                 ? "it is still starting; try again in a moment" : "start it with `smolvm sandbox start \(name)`"
             throw SmolVMError(
                 .invalidState,
-                "sandbox '\(name)' is \(record.status.rawValue)\(record.lastError.map { " (\($0))" } ?? ""); \(hint)")
+                "sandbox '\(name)' is \(record.status == .error ? "in an error state" : record.status.rawValue)\(record.lastError.map { " (\($0))" } ?? ""); \(hint)"
+            )
         }
         let configuration = configuration(for: record, paths: paths)
         let host = configuration.host
@@ -150,7 +151,8 @@ extension Sandbox {
         let store = try StateStore(paths: paths)
         var record = try store.record(named: name)
         switch record.status {
-        case .running: throw SmolVMError(.invalidState, "sandbox '\(name)' is already running")
+        // Already running is what the caller wants: like `docker start`, not an error.
+        case .running: return record
         case .starting: throw SmolVMError(.invalidState, "sandbox '\(name)' is already starting")
         case .stopped, .error: break
         }

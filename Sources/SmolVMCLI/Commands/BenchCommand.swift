@@ -6,7 +6,7 @@ struct BenchCommand: CLICommand {
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure cold start, command round trips, upload throughput and memory against raw QEMU.",
-        usage: "[--image NAME] [--runs N] [--json]",
+        usage: "[--image NAME] [--runs N] [--cold-runs N] [--upload-to PATH] [--json]",
         discussion: """
             Every number is measured in this run next to its floor: the same kernel, image, memory and
             virtio-serial channel with the agent binary in raw mode (boot to /init, a raw echo, a raw

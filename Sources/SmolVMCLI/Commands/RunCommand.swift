@@ -96,20 +96,7 @@ struct CommandStreamer {
             StandardInputPump.start(into: process)
         }
         if json {
-            do {
-                let result = try await process.result()
-                let data: [String: Any] = [
-                    "exitCode": Int(result.exitCode), "status": result.status.description,
-                    "stdout": result.stdoutText, "stderr": result.stderrText,
-                    "durationMs": Double(result.duration.components.attoseconds / 1_000_000_000_000_000)
-                        + Double(result.duration.components.seconds) * 1000,
-                ]
-                Output.printEnvelope(ok: true, data: data, error: nil)
-                return result.exitCode
-            } catch let error as SmolVMError where error.code == .timeout {
-                Output.printEnvelope(ok: false, data: nil, error: ["code": "timeout", "message": error.message])
-                return 124
-            }
+            return try await printJSON(process)
         }
         do {
             for try await event in process.events {
@@ -132,6 +119,45 @@ struct CommandStreamer {
     }
 
     struct BrokenPipe: Error {}
+
+    /// One JSON object: text views of the output (lenient UTF-8) and the exact
+    /// bytes in base64. A timeout still reports what was printed before it.
+    private func printJSON(_ process: SandboxProcess) async throws -> Int32 {
+        var stdout: [UInt8] = []
+        var stderr: [UInt8] = []
+        var status: ExitStatus?
+        var failure: SmolVMError?
+        do {
+            for try await event in process.events {
+                switch event {
+                case .stdout(let bytes): stdout += bytes
+                case .stderr(let bytes): stderr += bytes
+                case .exit(let exit): status = exit
+                }
+            }
+        } catch let error as SmolVMError where error.code == .timeout {
+            failure = error
+        }
+        let elapsed = ContinuousClock.now - process.startedAt
+        var data: [String: Any] = [
+            "stdout": String(decoding: stdout, as: UTF8.self), "stderr": String(decoding: stderr, as: UTF8.self),
+            "stdoutBase64": Data(stdout).base64EncodedString(), "stderrBase64": Data(stderr).base64EncodedString(),
+            "durationMs": Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15,
+        ]
+        if let failure {
+            data["exitCode"] = 124
+            data["status"] = "timed out"
+            Output.printEnvelope(ok: false, data: data, error: ["code": "timeout", "message": failure.message])
+            return 124
+        }
+        guard let status else {
+            throw SmolVMError(.agentUnreachable, "the command's output ended without an exit status")
+        }
+        data["exitCode"] = Int(status.code)
+        data["status"] = status.description
+        Output.printEnvelope(ok: true, data: data, error: nil)
+        return status.code
+    }
 
     static func write(_ bytes: [UInt8], to fd: FileDescriptor) throws {
         do {

@@ -6,7 +6,7 @@ struct SetupCommand: CLICommand {
     static let configuration = CommandConfiguration(
         name: "setup",
         abstract: "Install host packages, build the guest kernel and the root file system images.",
-        usage: "[--image NAME]... [--skip-packages] [--force]",
+        usage: "[--image NAME]... [--skip-packages] [--force] [--json]",
         discussion: """
             Run as root, setup installs the Debian packages SmolVM needs with apt-get (otherwise it
             prints the exact apt-get line and stops), builds the guest kernel from linux-source-6.1
