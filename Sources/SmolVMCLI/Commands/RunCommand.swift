@@ -23,19 +23,11 @@ struct RunCommand: CLICommand {
             "echo data | smolvm run -- wc -c",
             "smolvm run --timeout 5 -- sleep 60",
         ],
-        options: SandboxOptions.specs + [
-            .repeating(
-                "--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
-            .value("--workdir", "-w", valueName: "DIR", help: "Working directory in the guest (default /root)."),
-            .value(
-                "--timeout", valueName: "SECONDS",
-                help: "Kill the command (and its children) after this long; exit 124."),
-            .flag("--json", help: "Print one JSON object with the exit code and output instead of streaming."),
-        ],
+        options: SandboxOptions.specs + CommandOptions.specs,
         optionsEndAtFirstPositional: true)
 
     let sandboxConfiguration: SandboxConfiguration
-    var command: Command
+    let command: Command
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
@@ -43,15 +35,7 @@ struct RunCommand: CLICommand {
             throw UsageError("missing the command to run, e.g. smolvm run -- uname -a")
         }
         sandboxConfiguration = try SandboxOptions.configuration(arguments)
-        let streamInput = isatty(0) == 0 && !arguments.flag("--json")
-        command = Command(
-            arguments.positionals, environment: try SandboxOptions.environment(arguments.all("--env")),
-            workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
-            standardInput: streamInput ? .stream : .none)
-        RawArguments.apply(to: &command, argumentCount: arguments.positionals.count)
-        if let directory = command.workingDirectory, !directory.hasPrefix("/") {
-            throw UsageError("--workdir must be an absolute guest path, got '\(directory)'")
-        }
+        command = try CommandOptions.command(arguments.positionals, arguments)
         json = arguments.flag("--json")
     }
 

@@ -186,18 +186,10 @@ struct SandboxExecCommand: CLICommand {
         abstract: "Run a command in a named sandbox, with the same streaming and exit status as `smolvm run`.",
         usage: "NAME [--env KEY=VALUE]... [--workdir DIR] [--timeout SECONDS] -- COMMAND [ARG]...",
         examples: ["smolvm sandbox exec t1 -- uname -a", "smolvm sandbox exec t1 --workdir /tmp -- sh -c 'pwd; ls'"],
-        options: [
-            .repeating(
-                "--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
-            .value("--workdir", "-w", valueName: "DIR", help: "Working directory in the guest (default /root)."),
-            .value(
-                "--timeout", valueName: "SECONDS",
-                help: "Kill the command (and its children) after this long; exit 124."),
-            .flag("--json", help: "Print one JSON object with the exit code and output instead of streaming."),
-        ])
+        options: CommandOptions.specs)
 
     let name: String
-    var command: Command
+    let command: Command
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
@@ -207,12 +199,7 @@ struct SandboxExecCommand: CLICommand {
         name = arguments.positionals[0]
         try SandboxName.validate(name)
         json = arguments.flag("--json")
-        command = Command(
-            Array(arguments.positionals.dropFirst()),
-            environment: try SandboxOptions.environment(arguments.all("--env")),
-            workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
-            standardInput: isatty(0) == 0 && !json ? .stream : .none)
-        RawArguments.apply(to: &command, argumentCount: arguments.positionals.count - 1)
+        command = try CommandOptions.command(Array(arguments.positionals.dropFirst()), arguments)
     }
 
     func run() async throws -> Int32 {

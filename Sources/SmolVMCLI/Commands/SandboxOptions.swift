@@ -46,3 +46,29 @@ enum SandboxOptions {
         return environment
     }
 }
+
+/// Options shared by every command that runs something (`run`, `sandbox exec`).
+enum CommandOptions {
+    static let specs: [OptionSpec] = [
+        .repeating("--env", "-e", valueName: "KEY=VALUE", help: "Set an environment variable (KEY alone copies ours)."),
+        .value("--workdir", "-w", valueName: "DIR", help: "Working directory in the guest (default /root)."),
+        .value(
+            "--timeout", valueName: "SECONDS", help: "Kill the command (and its children) after this long; exit 124."),
+        .flag("--json", help: "Print one JSON object with the exit code and output instead of streaming."),
+    ]
+
+    /// The command from `argv` and the shared options. Our stdin is passed on
+    /// when it is not a terminal; arguments keep their raw bytes.
+    static func command(_ argv: [String], _ arguments: ParsedArguments) throws -> Command {
+        let json = arguments.flag("--json")
+        var command = Command(
+            argv, environment: try SandboxOptions.environment(arguments.all("--env")),
+            workingDirectory: arguments.value("--workdir"), timeout: try arguments.seconds("--timeout"),
+            standardInput: isatty(0) == 0 && !json ? .stream : .none)
+        if let directory = command.workingDirectory, !directory.hasPrefix("/") {
+            throw UsageError("--workdir must be an absolute guest path, got '\(directory)'")
+        }
+        RawArguments.apply(to: &command, argumentCount: argv.count)
+        return command
+    }
+}
