@@ -142,6 +142,33 @@ struct NamedSandboxTests {
         #expect(record.vmmPID == nil)
     }
 
+    @Test("a VMM whose creator died before recording its pid is found through its pidfile and stopped")
+    func unrecordedVMM() async throws {
+        let home = SmolVMPaths(home: URL(fileURLWithPath: "/tmp/smolvm-state-\(UUID().uuidString.prefix(8))"))
+        defer { try? FileManager.default.removeItem(at: home.home) }
+        let directory = home.sandboxes.appendingPathComponent("0123456789ab")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Stands in for a QEMU whose command line names the runtime directory.
+        let pid = try Spawn.start(
+            path: "/bin/sh", arguments: ["sh", "-c", "sleep 600", directory.path], environment: [],
+            fileDescriptors: [nil, nil, nil])
+        defer {
+            Spawn.signal(pid, SIGKILL)
+            _ = try? Spawn.wait(pid)
+        }
+        try Data("\(pid)\n".utf8).write(to: directory.appendingPathComponent("qemu.pid"))
+        let store = try StateStore(paths: home)
+        try store.insert(
+            SandboxRecord(
+                name: "orphan", id: "0123456789ab", backend: "qemu", image: "minimal", memoryMiB: 256, cpus: 1,
+                environment: [:], network: false, status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
+                runtimeDirectory: directory.path, kernel: "/k", rootImage: "/r", lastError: nil))
+        let record = try store.record(named: "orphan")
+        #expect(record.status == .error)
+        let reaped = await VMTest.eventually { (try? Spawn.poll(pid)) != nil }
+        #expect(reaped, "the unrecorded VMM was not stopped")
+    }
+
     @Test("the schema is versioned and a newer database is refused clearly")
     func schemaVersion() throws {
         let home = SmolVMPaths(home: URL(fileURLWithPath: "/tmp/smolvm-state-\(UUID().uuidString.prefix(8))"))

@@ -121,6 +121,19 @@ public final class StateStore: Sendable {
         return Spawn.startTime(pid) == start && !isZombie(pid)
     }
 
+    /// A VMM started for this record whose pid never made it into the record:
+    /// the pid in QEMU's `-pidfile`, if that process's command line names this
+    /// sandbox's runtime directory.
+    static func unrecordedVMM(_ record: SandboxRecord) -> Int32? {
+        let pidFile = URL(fileURLWithPath: record.runtimeDirectory).appendingPathComponent("qemu.pid").path
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+            let commandLine = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+        else { return nil }
+        let arguments = String(decoding: commandLine, as: UTF8.self)
+        return arguments.contains(record.runtimeDirectory) && !isZombie(pid) ? pid : nil
+    }
+
     static func isZombie(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
@@ -141,7 +154,12 @@ public final class StateStore: Sendable {
             // A create or start whose process died: its lock is free.
             let lockPath = URL(fileURLWithPath: record.runtimeDirectory).appendingPathComponent("lifecycle.lock").path
             if !FileLock.isHeld(lockPath) {
-                if Self.isVMMAlive(record), let pid = record.vmmPID { Spawn.signal(pid, SIGKILL) }
+                if Self.isVMMAlive(record), let pid = record.vmmPID {
+                    Spawn.signal(pid, SIGKILL)
+                } else if let pid = Self.unrecordedVMM(record) {
+                    // Died between spawning the VMM and recording its pid: QEMU's pidfile names it.
+                    Spawn.signal(pid, SIGKILL)
+                }
                 record.status = .error
                 record.lastError = "the smolvm that was starting it exited before it was ready"
                 record.vmmPID = nil
