@@ -41,6 +41,16 @@ public struct Setup: Sendable {
                 progress.step("packages", "all present")
             }
         }
+        // Two setups at once would build into the same temporary names; the second waits.
+        try paths.prepareHome()
+        let lockPath = paths.home.appendingPathComponent("setup.lock").path
+        var lock = try FileLock.tryAcquire(lockPath)
+        if lock == nil { progress.step("setup", "waiting for another smolvm setup to finish") }
+        while lock == nil {
+            try await Task.sleep(for: .milliseconds(500))
+            lock = try FileLock.tryAcquire(lockPath)
+        }
+        defer { lock?.release() }
         let agent = try AgentBinary.locate()
         progress.step("agent", agent.path)
         try paths.prepareHome()
