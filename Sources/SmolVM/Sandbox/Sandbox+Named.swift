@@ -107,6 +107,12 @@ extension Sandbox {
     {
         let store = try StateStore(paths: paths)
         let record = try store.record(named: name)
+        if record.status == .paused {
+            throw SmolVMError(
+                .invalidState,
+                "sandbox '\(name)' is paused; resume it with `smolvm sandbox resume \(name)` (or pass --resume to exec)"
+            )
+        }
         guard record.status == .running, let pid = record.vmmPID, let startTime = record.vmmStartTime else {
             let hint =
                 record.status == .starting
@@ -153,6 +159,9 @@ extension Sandbox {
         switch record.status {
         // Already running is what the caller wants: like `docker start`, not an error.
         case .running: return record
+        case .paused:
+            throw SmolVMError(
+                .invalidState, "sandbox '\(name)' is paused; resume it with `smolvm sandbox resume \(name)`")
         case .starting: throw SmolVMError(.invalidState, "sandbox '\(name)' is already starting")
         case .stopped, .error: break
         }
@@ -196,7 +205,7 @@ extension Sandbox {
     {
         let store = try StateStore(paths: paths)
         var record = try store.record(named: name)
-        guard record.status == .running else {
+        guard record.status == .running || record.status == .paused else {
             if record.status == .starting { throw SmolVMError(.invalidState, "sandbox '\(name)' is starting") }
             return record
         }
@@ -241,6 +250,12 @@ extension Sandbox {
         guard let pid = record.vmmPID, let startTime = record.vmmStartTime else { return }
         let runtime = QEMURuntimePaths(directory: URL(fileURLWithPath: record.runtimeDirectory))
         let watcher = ProcessWatcher(foreign: pid, startTime: startTime)
+        if record.status == .paused,
+            let qmp = try? await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(2))
+        {
+            // A frozen guest cannot shut itself down.
+            _ = try? await qmp.execute("cont")
+        }
         if graceful {
             let machine = QEMUMachine(pid: pid, paths: runtime, logger: logger, watcher: watcher)
             let connected = await withTimeout(.seconds(10)) {
@@ -266,6 +281,49 @@ extension Sandbox {
         record.status = .stopped
         record.vmmPID = nil
         record.vmmStartTime = nil
+        try store.update(record)
+    }
+
+    /// Freezes a running named sandbox's vCPUs (QMP `stop`); memory, processes
+    /// and disk stay as they are until `resume(named:)`.
+    @discardableResult
+    public static func pause(named name: String, paths: SmolVMPaths = .fromEnvironment()) async throws -> SandboxRecord
+    {
+        try await setPaused(true, name: name, paths: paths)
+    }
+
+    /// Thaws a paused named sandbox (QMP `cont`).
+    @discardableResult
+    public static func resume(named name: String, paths: SmolVMPaths = .fromEnvironment()) async throws -> SandboxRecord
+    {
+        try await setPaused(false, name: name, paths: paths)
+    }
+
+    private static func setPaused(_ pause: Bool, name: String, paths: SmolVMPaths) async throws -> SandboxRecord {
+        let store = try StateStore(paths: paths)
+        var record = try store.record(named: name)
+        let from: SandboxRecord.Status = pause ? .running : .paused
+        let to: SandboxRecord.Status = pause ? .paused : .running
+        if record.status == to { return record }
+        guard record.status == from else {
+            throw SmolVMError(
+                .invalidState,
+                "sandbox '\(name)' is \(record.status.rawValue); only a \(from.rawValue) sandbox can be \(pause ? "paused" : "resumed")"
+            )
+        }
+        let runtime = QEMURuntimePaths(directory: URL(fileURLWithPath: record.runtimeDirectory))
+        let qmp = try await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(5))
+        try await qmp.execute(pause ? "stop" : "cont")
+        record.status = to
+        try store.update(record)
+        return record
+    }
+
+    static func markPaused(_ name: String, _ paused: Bool, paths: SmolVMPaths) async throws {
+        let store = try StateStore(paths: paths)
+        var record = try store.record(named: name)
+        guard record.status == .running || record.status == .paused else { return }
+        record.status = paused ? .paused : .running
         try store.update(record)
     }
 }

@@ -161,6 +161,9 @@ public actor Sandbox {
 
     private func agent() throws -> AgentClient {
         let machine = try machine()
+        if paused {
+            throw SmolVMError(.invalidState, "sandbox \(name ?? id) is paused; resume it first")
+        }
         if machine.agent.isClosed {
             throw SmolVMError(
                 .agentUnreachable, "the connection to sandbox \(id)'s agent is closed; the VM may have died")
@@ -221,6 +224,8 @@ public actor Sandbox {
     /// A named sandbox keeps its disk and can be started again.
     public func stop() async {
         guard case .running(let machine) = state else { return }
+        // A frozen guest cannot shut itself down.
+        if paused { try? await resume() }
         await machine.stop(deadline: .seconds(10))
         state = .stopped
         if let name { try? Sandbox.markStopped(name, paths: configuration.paths) }
@@ -239,6 +244,26 @@ public actor Sandbox {
         lock?.release()
         if let name { try? StateStore(paths: configuration.paths).remove(name) }
     }
+
+    /// Freezes the guest's vCPUs (QMP `stop`). Commands wait, memory and
+    /// processes are kept; `resume()` thaws it.
+    public func pause() async throws {
+        let machine = try machine()
+        try await machine.pause()
+        paused = true
+        if let name { try? await Sandbox.markPaused(name, true, paths: configuration.paths) }
+    }
+
+    /// Thaws a paused sandbox (QMP `cont`).
+    public func resume() async throws {
+        let machine = try machine()
+        try await machine.resume()
+        paused = false
+        if let name { try? await Sandbox.markPaused(name, false, paths: configuration.paths) }
+    }
+
+    /// Whether the guest is frozen by `pause()`.
+    public private(set) var paused = false
 
     /// Lets go of a named sandbox without stopping it, so other processes can use it.
     public func detach() {

@@ -6,6 +6,8 @@ public struct SandboxRecord: Sendable, Codable, Equatable {
         /// Being created or started by some `smolvm`.
         case starting
         case running
+        /// Running, with its vCPUs frozen (QMP `stop`); memory and processes kept.
+        case paused
         case stopped
         /// Its VMM exited without being asked to, or a start failed; `lastError` says which.
         case error

@@ -144,7 +144,7 @@ public final class StateStore: Sendable {
     private func reconcile(_ record: SandboxRecord) throws -> SandboxRecord {
         var record = record
         switch record.status {
-        case .running where !Self.isVMMAlive(record):
+        case .running where !Self.isVMMAlive(record), .paused where !Self.isVMMAlive(record):
             record.status = .error
             record.lastError = "the VMM (pid \(record.vmmPID.map(String.init) ?? "?")) exited without being stopped"
             record.vmmPID = nil

@@ -24,8 +24,8 @@ struct CompletionCommand: CLICommand {
     }
 
     static let commands = "run sandbox setup image doctor bench completion"
-    static let sandboxCommands = "create list info exec shell stop start delete logs file"
-    static let nameTaking = "info exec shell stop start delete logs"
+    static let sandboxCommands = "create list info exec shell stop start delete logs file pause resume"
+    static let nameTaking = "info exec shell stop start delete logs pause resume"
 
     func run() async throws -> Int32 {
         switch shell {

@@ -23,7 +23,7 @@ struct SandboxCommand: CLICommand {
         subcommands: [
             SandboxCreateCommand.self, SandboxListCommand.self, SandboxInfoCommand.self, SandboxExecCommand.self,
             SandboxStopCommand.self, SandboxStartCommand.self, SandboxDeleteCommand.self, SandboxLogsCommand.self,
-            SandboxFileCommand.self, SandboxShellCommand.self,
+            SandboxFileCommand.self, SandboxShellCommand.self, SandboxPauseCommand.self, SandboxResumeCommand.self,
         ])
 
     init(_ arguments: ParsedArguments) throws {
@@ -119,7 +119,7 @@ struct SandboxListCommand: CLICommand {
     }
 
     func run() async throws -> Int32 {
-        let records = try Sandbox.list().filter { all || $0.status == .running || $0.status == .starting }
+        let records = try Sandbox.list().filter { all || [.running, .starting, .paused].contains($0.status) }
         if quiet {
             for record in records { print(record.name) }
             return 0
@@ -186,10 +186,11 @@ struct SandboxExecCommand: CLICommand {
         abstract: "Run a command in a named sandbox, with the same streaming and exit status as `smolvm run`.",
         usage: "NAME [--env KEY=VALUE]... [--workdir DIR] [--timeout SECONDS] -- COMMAND [ARG]...",
         examples: ["smolvm sandbox exec t1 -- uname -a", "smolvm sandbox exec t1 --workdir /tmp -- sh -c 'pwd; ls'"],
-        options: CommandOptions.specs)
+        options: CommandOptions.specs + [.flag("--resume", help: "Resume the sandbox first if it is paused.")])
 
     let name: String
     let command: Command
+    let resume: Bool
     let json: Bool
 
     init(_ arguments: ParsedArguments) throws {
@@ -200,9 +201,11 @@ struct SandboxExecCommand: CLICommand {
         try SandboxName.validate(name)
         json = arguments.flag("--json")
         command = try CommandOptions.command(Array(arguments.positionals.dropFirst()), arguments)
+        resume = arguments.flag("--resume")
     }
 
     func run() async throws -> Int32 {
+        if resume { try await Sandbox.resume(named: name) }
         let sandbox = try await Sandbox.attach(named: name, logger: SmolVMTool.logger())
         let status = try await CommandStreamer(json: json).run(command, in: sandbox)
         await sandbox.detach()
@@ -477,5 +480,40 @@ struct SandboxShellCommand: CLICommand {
         terminal.restore()
         await sandbox.detach()
         return status
+    }
+}
+
+struct SandboxPauseCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "pause", abstract: "Freeze a running sandbox: memory, processes and disk are kept.", usage: "NAME",
+        examples: ["smolvm sandbox pause t1", "smolvm sandbox resume t1"],
+        options: [.flag("--json", help: "Print JSON.")])
+
+    let name: String
+    let json: Bool
+    init(_ arguments: ParsedArguments) throws {
+        name = try SandboxCommand.name(arguments, "pause")
+        json = arguments.flag("--json")
+    }
+
+    func run() async throws -> Int32 {
+        SandboxCommand.printResult(try await Sandbox.pause(named: name), json: json)
+    }
+}
+
+struct SandboxResumeCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "resume", abstract: "Thaw a paused sandbox; it carries on where it was.", usage: "NAME",
+        examples: ["smolvm sandbox resume t1"], options: [.flag("--json", help: "Print JSON.")])
+
+    let name: String
+    let json: Bool
+    init(_ arguments: ParsedArguments) throws {
+        name = try SandboxCommand.name(arguments, "resume")
+        json = arguments.flag("--json")
+    }
+
+    func run() async throws -> Int32 {
+        SandboxCommand.printResult(try await Sandbox.resume(named: name), json: json)
     }
 }
