@@ -213,40 +213,6 @@ struct SandboxExecCommand: CLICommand {
     }
 }
 
-struct SandboxStopCommand: CLICommand {
-    static let configuration = CommandConfiguration(
-        name: "stop", abstract: "Shut a sandbox down cleanly; its disk is kept.", usage: "NAME",
-        examples: ["smolvm sandbox stop t1"], options: [.flag("--json", help: "Print JSON.")])
-
-    let name: String
-    let json: Bool
-    init(_ arguments: ParsedArguments) throws {
-        name = try SandboxCommand.name(arguments, "stop")
-        json = arguments.flag("--json")
-    }
-
-    func run() async throws -> Int32 {
-        return SandboxCommand.printResult(try await Sandbox.stop(named: name, logger: SmolVMTool.logger()), json: json)
-    }
-}
-
-struct SandboxStartCommand: CLICommand {
-    static let configuration = CommandConfiguration(
-        name: "start", abstract: "Boot a stopped sandbox again, with its disk as it was.", usage: "NAME",
-        examples: ["smolvm sandbox start t1"], options: [.flag("--json", help: "Print JSON.")])
-
-    let name: String
-    let json: Bool
-    init(_ arguments: ParsedArguments) throws {
-        name = try SandboxCommand.name(arguments, "start")
-        json = arguments.flag("--json")
-    }
-
-    func run() async throws -> Int32 {
-        return SandboxCommand.printResult(try await Sandbox.start(named: name, logger: SmolVMTool.logger()), json: json)
-    }
-}
-
 struct SandboxDeleteCommand: CLICommand {
     static let configuration = CommandConfiguration(
         name: "delete",
@@ -483,37 +449,68 @@ struct SandboxShellCommand: CLICommand {
     }
 }
 
-struct SandboxPauseCommand: CLICommand {
-    static let configuration = CommandConfiguration(
-        name: "pause", abstract: "Freeze a running sandbox: memory, processes and disk are kept.", usage: "NAME",
-        examples: ["smolvm sandbox pause t1", "smolvm sandbox resume t1"],
-        options: [.flag("--json", help: "Print JSON.")])
+/// `stop`, `start`, `pause`, `resume`: a name in, the sandbox's record out.
+protocol SandboxLifecycleCommand: CLICommand {
+    static var verb: String { get }
+    static func perform(_ name: String) async throws -> SandboxRecord
+    var name: String { get }
+    var json: Bool { get }
+    init(name: String, json: Bool)
+}
 
-    let name: String
-    let json: Bool
+extension SandboxLifecycleCommand {
     init(_ arguments: ParsedArguments) throws {
-        name = try SandboxCommand.name(arguments, "pause")
-        json = arguments.flag("--json")
+        self.init(name: try SandboxCommand.name(arguments, Self.verb), json: arguments.flag("--json"))
     }
 
     func run() async throws -> Int32 {
-        SandboxCommand.printResult(try await Sandbox.pause(named: name), json: json)
+        SandboxCommand.printResult(try await Self.perform(name), json: json)
+    }
+
+    static func lifecycleConfiguration(_ abstract: String, examples: [String]) -> CommandConfiguration {
+        CommandConfiguration(
+            name: verb, abstract: abstract, usage: "NAME", examples: examples,
+            options: [.flag("--json", help: "Print JSON.")])
     }
 }
 
-struct SandboxResumeCommand: CLICommand {
-    static let configuration = CommandConfiguration(
-        name: "resume", abstract: "Thaw a paused sandbox; it carries on where it was.", usage: "NAME",
-        examples: ["smolvm sandbox resume t1"], options: [.flag("--json", help: "Print JSON.")])
-
+struct SandboxStopCommand: SandboxLifecycleCommand {
+    static let verb = "stop"
+    static let configuration = lifecycleConfiguration(
+        "Shut a sandbox down cleanly; its disk is kept.", examples: ["smolvm sandbox stop t1"])
     let name: String
     let json: Bool
-    init(_ arguments: ParsedArguments) throws {
-        name = try SandboxCommand.name(arguments, "resume")
-        json = arguments.flag("--json")
+    static func perform(_ name: String) async throws -> SandboxRecord {
+        try await Sandbox.stop(named: name, logger: SmolVMTool.logger())
     }
+}
 
-    func run() async throws -> Int32 {
-        SandboxCommand.printResult(try await Sandbox.resume(named: name), json: json)
+struct SandboxStartCommand: SandboxLifecycleCommand {
+    static let verb = "start"
+    static let configuration = lifecycleConfiguration(
+        "Boot a stopped sandbox again, with its disk as it was.", examples: ["smolvm sandbox start t1"])
+    let name: String
+    let json: Bool
+    static func perform(_ name: String) async throws -> SandboxRecord {
+        try await Sandbox.start(named: name, logger: SmolVMTool.logger())
     }
+}
+
+struct SandboxPauseCommand: SandboxLifecycleCommand {
+    static let verb = "pause"
+    static let configuration = lifecycleConfiguration(
+        "Freeze a running sandbox: memory, processes and disk are kept.",
+        examples: ["smolvm sandbox pause t1", "smolvm sandbox resume t1"])
+    let name: String
+    let json: Bool
+    static func perform(_ name: String) async throws -> SandboxRecord { try await Sandbox.pause(named: name) }
+}
+
+struct SandboxResumeCommand: SandboxLifecycleCommand {
+    static let verb = "resume"
+    static let configuration = lifecycleConfiguration(
+        "Thaw a paused sandbox; it carries on where it was.", examples: ["smolvm sandbox resume t1"])
+    let name: String
+    let json: Bool
+    static func perform(_ name: String) async throws -> SandboxRecord { try await Sandbox.resume(named: name) }
 }
