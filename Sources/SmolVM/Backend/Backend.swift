@@ -29,6 +29,21 @@ protocol Backend: Sendable {
     var kind: BackendKind { get }
     /// Starts the VMM and returns once the guest agent answered.
     func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine
+    /// A handle on a VMM that another process started (a named sandbox),
+    /// found by its pid and runtime directory. Nothing is connected yet.
+    func attach(pid: pid_t, startTime: UInt64, runtimeDirectory: URL, logger: Logger) -> any VirtualMachine
+    /// Whether the sandbox in `runtimeDirectory` still has its writable disk layer.
+    func hasWritableLayer(in runtimeDirectory: URL) -> Bool
+    /// Starts a new VMM from state written by `VirtualMachine.saveState(to:)`.
+    /// The new machine gets a writable layer of its own over the saved disk
+    /// layer; it returns running, with the agent answering.
+    func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine
+}
+
+extension Backend {
+    func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine {
+        throw SmolVMError.unsupported("snapshot restore", backend: kind.rawValue)
+    }
 }
 
 /// One running VMM process and its guest.
@@ -36,17 +51,47 @@ protocol VirtualMachine: AnyObject, Sendable {
     var backend: BackendKind { get }
     var pid: pid_t { get }
     var agent: AgentClient { get }
+    /// Connects to the guest agent, taking one of `channels` agent channels,
+    /// and returns once it answered.
+    func connect(timeout: Duration, channels: Int) async throws
     /// Asks the guest to power off, then the VMM to quit, then kills it after `deadline`.
     func stop(deadline: Duration) async
     /// Kills the VMM at once and waits for it to exit.
     func kill() async
+    /// Lets go of the agent channel without touching the VM (another process may use it next).
+    func detach()
     /// Freezes the vCPUs.
     func pause() async throws
     /// Resumes the vCPUs.
     func resume() async throws
+    /// Writes the paused machine's device and memory state and its writable
+    /// disk layer into `directory`, as they are at this instant.
+    func saveState(to directory: URL) async throws
 }
 
 extension VirtualMachine {
     func pause() async throws { throw SmolVMError.unsupported("pause", backend: backend.rawValue) }
     func resume() async throws { throw SmolVMError.unsupported("resume", backend: backend.rawValue) }
+    func saveState(to directory: URL) async throws {
+        throw SmolVMError.unsupported("snapshots", backend: backend.rawValue)
+    }
+}
+
+/// The backend implementation for a resolved backend kind.
+enum Backends {
+    /// Finds the VMM binary on `host` and returns the backend that drives it.
+    /// Fails, naming the fix, when the binary is missing.
+    static func make(_ kind: BackendKind, host: HostFacts) throws -> any Backend {
+        switch kind {
+        case .qemu:
+            let qemu = QEMUAvailability.check(host)
+            guard let binary = qemu.binary else {
+                throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+            }
+            return QEMUBackend(binary: binary)
+        case .firecracker:
+            throw SmolVMError(
+                .unsupported, "the firecracker backend is not available in this build; use --backend qemu")
+        }
+    }
 }

@@ -19,6 +19,16 @@ struct QEMUBackend: Backend {
         return machine
     }
 
+    func attach(pid: pid_t, startTime: UInt64, runtimeDirectory: URL, logger: Logger) -> any VirtualMachine {
+        QEMUMachine(
+            pid: pid, paths: QEMURuntimePaths(directory: runtimeDirectory), logger: logger,
+            watcher: ProcessWatcher(foreign: pid, startTime: startTime))
+    }
+
+    func hasWritableLayer(in runtimeDirectory: URL) -> Bool {
+        FileManager.default.fileExists(atPath: QEMURuntimePaths(directory: runtimeDirectory).overlay.path)
+    }
+
     /// Starts QEMU without waiting for the guest.
     func launch(_ spec: MachineSpec, logger: Logger) async throws -> QEMUMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)

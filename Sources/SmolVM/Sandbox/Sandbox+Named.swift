@@ -16,7 +16,7 @@ extension Sandbox {
         async throws -> Sandbox
     {
         if let requestedName { try SandboxName.validate(requestedName) }
-        let (resolution, binary, accelerator, kernel, image) = try await prepare(configuration)
+        let prepared = try await prepare(configuration)
         let store = try StateStore(paths: configuration.paths)
         let id = makeID()
         let directory = configuration.paths.sandboxes.appendingPathComponent(id)
@@ -27,10 +27,11 @@ extension Sandbox {
         }
         defer { lifecycle.release() }
         var record = SandboxRecord(
-            name: requestedName ?? "", id: id, backend: resolution.backend.rawValue, image: configuration.image,
+            name: requestedName ?? "", id: id, backend: prepared.resolution.backend.rawValue, image: configuration.image,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, environment: configuration.environment,
             network: configuration.network, status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
-            runtimeDirectory: directory.path, kernel: kernel.url.path, rootImage: image.url.path, lastError: nil)
+            runtimeDirectory: directory.path, kernel: prepared.kernel.url.path, rootImage: prepared.image.url.path,
+            lastError: nil)
         do {
             if requestedName != nil {
                 try store.insert(record)
@@ -43,15 +44,15 @@ extension Sandbox {
         }
         do {
             let machine = try await boot(
-                record, binary: binary, accelerator: accelerator, timeout: configuration.bootTimeout,
-                reuseOverlay: false, logger: logger)
+                record, backend: prepared.backend, accelerator: prepared.accelerator,
+                timeout: configuration.bootTimeout, reuseOverlay: false, logger: logger)
             record.status = .running
             record.vmmPID = machine.pid
             record.vmmStartTime = Spawn.startTime(machine.pid)
             try store.update(record)
             return Sandbox(
-                id: id, name: record.name, configuration: configuration, resolution: resolution,
-                accelerator: accelerator,
+                id: id, name: record.name, configuration: configuration, resolution: prepared.resolution,
+                accelerator: prepared.accelerator,
                 runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
         } catch {
             try? FileManager.default.removeItem(at: directory)
@@ -75,9 +76,9 @@ extension Sandbox {
     }
 
     private static func boot(
-        _ record: SandboxRecord, binary: String, accelerator: AcceleratorChoice, timeout: Duration, reuseOverlay: Bool,
-        logger: Logger
-    ) async throws -> QEMUMachine {
+        _ record: SandboxRecord, backend: any Backend, accelerator: AcceleratorChoice, timeout: Duration,
+        reuseOverlay: Bool, logger: Logger
+    ) async throws -> any VirtualMachine {
         var spec = MachineSpec(
             id: record.id, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
             kernel: URL(fileURLWithPath: record.kernel), rootImage: URL(fileURLWithPath: record.rootImage),
@@ -86,10 +87,7 @@ extension Sandbox {
         spec.agentChannels = namedChannels
         spec.detached = true
         spec.reuseOverlay = reuseOverlay
-        guard let machine = try await QEMUBackend(binary: binary).boot(spec, logger: logger) as? QEMUMachine else {
-            throw SmolVMError(.bootFailed, "unexpected machine type")
-        }
-        return machine
+        return try await backend.boot(spec, logger: logger)
     }
 
     static func configuration(for record: SandboxRecord, paths: SmolVMPaths) -> SandboxConfiguration {
@@ -124,19 +122,32 @@ extension Sandbox {
         }
         let configuration = configuration(for: record, paths: paths)
         let host = configuration.host
+        let kind = try recordedBackend(record)
         let accelerator =
-            (try? AcceleratorChoice.resolve(host))
-            ?? AcceleratorChoice(accelerator: .tcg, reason: "", overridden: false)
+            kind == .firecracker
+            ? AcceleratorChoice(accelerator: .kvm, reason: "Firecracker always uses KVM", overridden: false)
+            : (try? AcceleratorChoice.resolve(host))
+                ?? AcceleratorChoice(accelerator: .tcg, reason: "", overridden: false)
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
-        let machine = QEMUMachine(
-            pid: pid, paths: QEMURuntimePaths(directory: directory), logger: logger,
-            watcher: ProcessWatcher(foreign: pid, startTime: startTime))
+        let machine = try Backends.make(kind, host: host).attach(
+            pid: pid, startTime: startTime, runtimeDirectory: directory, logger: logger)
         try await machine.connect(timeout: .seconds(30), channels: namedChannels)
         let resolution = BackendResolution(
-            requested: .qemu, source: .argument, backend: .qemu, reason: "recorded when the sandbox was created")
+            requested: BackendPreference(rawValue: kind.rawValue) ?? .auto, source: .argument, backend: kind,
+            reason: "recorded when the sandbox was created")
         return Sandbox(
             id: record.id, name: name, configuration: configuration, resolution: resolution, accelerator: accelerator,
             runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
+    }
+
+    /// The backend a sandbox was created with; it never changes afterwards.
+    static func recordedBackend(_ record: SandboxRecord) throws -> BackendKind {
+        guard let kind = BackendKind(rawValue: record.backend) else {
+            throw SmolVMError(
+                .corrupted,
+                "sandbox '\(record.name)' was created with backend '\(record.backend)', which this smolvm does not know")
+        }
+        return kind
     }
 
     /// Every named sandbox, with its status reconciled against the live processes.
@@ -166,9 +177,9 @@ extension Sandbox {
         case .stopped, .error: break
         }
         let configuration = configuration(for: record, paths: paths)
-        let (_, binary, accelerator, _, _) = try await prepare(configuration)
+        let prepared = try await prepare(configuration)
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
-        guard FileManager.default.fileExists(atPath: QEMURuntimePaths(directory: directory).overlay.path) else {
+        guard prepared.backend.hasWritableLayer(in: directory) else {
             throw SmolVMError(
                 .corrupted,
                 "sandbox '\(name)' lost its disk (\(directory.path)); delete it with `smolvm sandbox delete \(name)`")
@@ -182,8 +193,8 @@ extension Sandbox {
         try store.update(record)
         do {
             let machine = try await boot(
-                record, binary: binary, accelerator: accelerator, timeout: configuration.bootTimeout,
-                reuseOverlay: true, logger: logger)
+                record, backend: prepared.backend, accelerator: prepared.accelerator,
+                timeout: configuration.bootTimeout, reuseOverlay: true, logger: logger)
             machine.detach()
             record.status = .running
             record.vmmPID = machine.pid
@@ -245,34 +256,32 @@ extension Sandbox {
         try store.remove(name)
     }
 
-    /// Agent shutdown, then QMP `quit`, then SIGKILL, each with a deadline; returns once the VMM is gone.
+    /// Agent shutdown, then the VMM's own quit, then SIGKILL, each with a
+    /// deadline; returns once the VMM is gone.
     static func stopVMM(_ record: SandboxRecord, graceful: Bool, paths: SmolVMPaths, logger: Logger) async {
         guard let pid = record.vmmPID, let startTime = record.vmmStartTime else { return }
-        let runtime = QEMURuntimePaths(directory: URL(fileURLWithPath: record.runtimeDirectory))
-        let watcher = ProcessWatcher(foreign: pid, startTime: startTime)
-        if record.status == .paused,
-            let qmp = try? await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(2))
-        {
-            // A frozen guest cannot shut itself down.
-            _ = try? await qmp.execute("cont")
+        let kind = (try? recordedBackend(record)) ?? .qemu
+        guard let backend = try? Backends.make(kind, host: .current) else {
+            // Without the backend's binary there is no clean way to stop it.
+            Spawn.signal(pid, SIGKILL)
+            _ = await ProcessWatcher(foreign: pid, startTime: startTime).wait(timeout: .seconds(10))
+            return
         }
+        let machine = backend.attach(
+            pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
+            logger: logger)
+        // A frozen guest cannot shut itself down.
+        if record.status == .paused { _ = await withTimeout(.seconds(3)) { try await machine.resume() } }
         if graceful {
-            let machine = QEMUMachine(pid: pid, paths: runtime, logger: logger, watcher: watcher)
             let connected = await withTimeout(.seconds(10)) {
                 try await machine.connect(timeout: .seconds(8), channels: namedChannels)
             }
-            if connected {
-                await machine.stop(deadline: .seconds(15))
-                return
-            }
-            machine.detach()
-            if let qmp = try? await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(1)) {
-                _ = try? await qmp.execute("quit")
-                if await watcher.wait(timeout: .seconds(5)) { return }
-            }
+            if !connected { machine.detach() }
+            // Without an agent, stop goes straight to the VMM's own quit, then SIGKILL.
+            await machine.stop(deadline: .seconds(15))
+            return
         }
-        Spawn.signal(pid, SIGKILL)
-        _ = await watcher.wait(timeout: .seconds(10))
+        await machine.kill()
     }
 
     static func markStopped(_ name: String, paths: SmolVMPaths) throws {
@@ -311,9 +320,13 @@ extension Sandbox {
                 "sandbox '\(name)' is \(record.status.rawValue); only a \(from.rawValue) sandbox can be \(pause ? "paused" : "resumed")"
             )
         }
-        let runtime = QEMURuntimePaths(directory: URL(fileURLWithPath: record.runtimeDirectory))
-        let qmp = try await QMPClient.connect(path: runtime.qmpSocket.path, timeout: .seconds(5))
-        try await qmp.execute(pause ? "stop" : "cont")
+        guard let pid = record.vmmPID, let startTime = record.vmmStartTime else {
+            throw SmolVMError(.invalidState, "sandbox '\(name)' has no running VMM")
+        }
+        let machine = try Backends.make(try recordedBackend(record), host: .current).attach(
+            pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
+            logger: .disabled)
+        if pause { try await machine.pause() } else { try await machine.resume() }
         record.status = to
         try store.update(record)
         return record

@@ -77,7 +77,7 @@ public actor Sandbox {
     )
         async throws -> Sandbox
     {
-        let (resolution, binary, accelerator, kernel, image) = try await prepare(configuration)
+        let prepared = try await prepare(configuration)
         let paths = configuration.paths
         RuntimeJanitor(paths: paths, logger: logger).sweep()
         let id = Self.makeID()
@@ -87,14 +87,15 @@ public actor Sandbox {
             throw SmolVMError(.busy, "the runtime directory \(directory.path) is in use")
         }
         let spec = MachineSpec(
-            id: id, runtimeDirectory: directory, kernel: kernel.url, rootImage: image.url,
+            id: id, runtimeDirectory: directory, kernel: prepared.kernel.url, rootImage: prepared.image.url,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "smolvm-\(id.prefix(8))",
-            network: configuration.network, accelerator: accelerator, bootTimeout: configuration.bootTimeout)
+            network: configuration.network, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout)
         do {
-            let machine = try await QEMUBackend(binary: binary).boot(spec, logger: logger)
-            logger.debug("sandbox \(id) ready (pid \(machine.pid), \(accelerator.accelerator))")
+            let machine = try await prepared.backend.boot(spec, logger: logger)
+            logger.debug("sandbox \(id) ready (pid \(machine.pid), \(prepared.accelerator.accelerator))")
             return Sandbox(
-                id: id, configuration: configuration, resolution: resolution, accelerator: accelerator,
+                id: id, configuration: configuration, resolution: prepared.resolution,
+                accelerator: prepared.accelerator,
                 runtimeDirectory: directory, lock: lock, machine: machine, logger: logger)
         } catch {
             try? FileManager.default.removeItem(at: directory)
@@ -103,21 +104,31 @@ public actor Sandbox {
         }
     }
 
+    /// What `prepare` checked and found.
+    struct Prepared {
+        var resolution: BackendResolution
+        var backend: any Backend
+        var accelerator: AcceleratorChoice
+        var kernel: VerifiedArtifact
+        var image: VerifiedArtifact
+    }
+
     /// Everything checked before any process starts: the configuration, the
     /// backend, and the kernel and image with their checksums.
-    static func prepare(_ configuration: SandboxConfiguration) async throws -> (
-        BackendResolution, String, AcceleratorChoice, VerifiedArtifact, VerifiedArtifact
-    ) {
+    static func prepare(_ configuration: SandboxConfiguration) async throws -> Prepared {
         try configuration.validate()
         let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
         try configuration.paths.prepareHome()
-        guard resolution.backend == .qemu else {
-            throw SmolVMError(
-                .unsupported, "the \(resolution.backend) backend is not available in this build; use --backend qemu")
-        }
-        let qemu = QEMUAvailability.check(configuration.host)
-        guard let binary = qemu.binary, let accelerator = qemu.accelerator else {
-            throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+        let backend = try Backends.make(resolution.backend, host: configuration.host)
+        let accelerator: AcceleratorChoice
+        if resolution.backend == .qemu {
+            let qemu = QEMUAvailability.check(configuration.host)
+            guard let choice = qemu.accelerator else {
+                throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+            }
+            accelerator = choice
+        } else {
+            accelerator = AcceleratorChoice(accelerator: .kvm, reason: "Firecracker always uses KVM", overridden: false)
         }
         let store = ImageStore(paths: configuration.paths)
         let kernel = try await store.kernel()
@@ -130,7 +141,8 @@ public actor Sandbox {
                 "the image '\(configuration.image)' carries an agent for protocol \(imageProtocol ?? "1"), but this smolvm speaks protocol \(SmolVMProtocol.protocolVersion). Fix: run `smolvm setup` to rebuild it with this smolvm's agent"
             )
         }
-        return (resolution, binary, accelerator, kernel, image)
+        return Prepared(
+            resolution: resolution, backend: backend, accelerator: accelerator, kernel: kernel, image: image)
     }
 
     /// Creates a sandbox, runs `body`, and deletes the sandbox afterwards,
@@ -268,7 +280,7 @@ public actor Sandbox {
     /// Lets go of a named sandbox without stopping it, so other processes can use it.
     public func detach() {
         guard case .running(let machine) = state else { return }
-        (machine as? QEMUMachine)?.detach()
+        machine.detach()
         state = .detached
     }
 
