@@ -3,7 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/random.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <time.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -278,6 +281,46 @@ int smolvm_configure_interface(const char *name, uint32_t address_be, int prefix
 out:
     close(fd);
     return err;
+}
+
+int smolvm_set_mac_address(const char *name, const uint8_t mac[6]) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int err = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) { err = errno; goto out; }
+    ifr.ifr_flags &= ~IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) { err = errno; goto out; }
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+    if (ioctl(fd, SIOCSIFHWADDR, &ifr) != 0) { err = errno; goto out; }
+out:
+    close(fd);
+    return err;
+}
+
+int smolvm_add_entropy(const uint8_t *bytes, int length) {
+    if (length < 0 || length > 4096) return EINVAL;
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    struct rand_pool_info *info = calloc(1, sizeof(*info) + (size_t)length + 4);
+    if (info == NULL) { close(fd); return ENOMEM; }
+    info->entropy_count = length * 8;
+    info->buf_size = length;
+    memcpy(info->buf, bytes, (size_t)length);
+    int err = 0;
+    if (ioctl(fd, RNDADDENTROPY, info) != 0) err = errno;
+    if (err == 0 && ioctl(fd, RNDRESEEDCRNG) != 0) err = errno;
+    free(info);
+    close(fd);
+    return err;
+}
+
+int smolvm_set_realtime(int64_t seconds, int64_t nanoseconds) {
+    struct timespec value = { .tv_sec = seconds, .tv_nsec = nanoseconds };
+    return clock_settime(CLOCK_REALTIME, &value) == 0 ? 0 : errno;
 }
 
 int smolvm_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -42,7 +42,7 @@ extension Agent {
         }
     }
 
-    private func configureNetwork(address: String, gateway: String?, dns: String?) {
+    func configureNetwork(address: String, gateway: String?, dns: String?) {
         let parts = address.split(separator: "/")
         let prefix = parts.count > 1 ? Int32(parts[1]) ?? 24 : 24
         let result = smolvm_configure_interface(

@@ -198,6 +198,8 @@ final class Agent {
         case .sync:
             Glibc.sync()
             _ = connection.send(Frame(.ok, id: frame.requestID))
+        case .identity:
+            applyIdentity(frame, connection: connection)
         case .shutdown:
             _ = connection.send(Frame(.ok, id: frame.requestID))
             if isInit { powerOff() }

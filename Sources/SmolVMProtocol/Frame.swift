@@ -115,4 +115,7 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     case shutdown = 0x30
     /// Host to guest: flush file systems (`sync(2)`), answered by `ok`.
     case sync = 0x31
+    /// Host to guest, after a restore from a snapshot: take a new identity
+    /// (hostname, clock, random seed, MAC). Payload: `IdentityUpdate`; answered by `ok`.
+    case identity = 0x32
 }

@@ -21,7 +21,8 @@ extension WireMessage {
 
 /// The protocol revision both sides speak. Bump on incompatible change.
 /// 2: terminals (`ExecRequest` terminal size, `resize`).
-public let protocolVersion: UInt32 = 2
+/// 3: `identity` after a restore from a snapshot.
+public let protocolVersion: UInt32 = 3
 
 /// Sent by the agent when it starts serving on a channel.
 public struct AgentHello: WireMessage, Equatable {
@@ -266,5 +267,44 @@ public struct TerminalSize: WireMessage, Equatable {
         rows = try reader.u32("rows")
         columns = try reader.u32("columns")
         guard rows <= 65535, columns <= 65535 else { throw .invalidValue(field: "terminal size") }
+    }
+}
+
+/// A restored guest's new identity. Every sandbox restored from one snapshot
+/// would otherwise share the hostname, the random state and the MAC address
+/// of the machine the snapshot was taken from, and its clock would be stuck
+/// at the instant of the snapshot.
+public struct IdentityUpdate: WireMessage, Equatable {
+    public var hostname: String
+    /// The host's wall clock, nanoseconds since the Unix epoch.
+    public var realtimeNanoseconds: UInt64
+    /// Fresh randomness from the host, mixed into the guest's pool and credited.
+    public var seed: [UInt8]
+    /// Six bytes for `eth0`, or empty to keep the current address.
+    public var macAddress: [UInt8]
+
+    public init(hostname: String, realtimeNanoseconds: UInt64, seed: [UInt8], macAddress: [UInt8] = []) {
+        self.hostname = hostname
+        self.realtimeNanoseconds = realtimeNanoseconds
+        self.seed = seed
+        self.macAddress = macAddress
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.string(hostname)
+        writer.u64(realtimeNanoseconds)
+        writer.blob(seed)
+        writer.blob(macAddress)
+    }
+
+    public init(from reader: inout ByteReader) throws(ProtocolError) {
+        hostname = try reader.string("hostname")
+        realtimeNanoseconds = try reader.u64("realtimeNanoseconds")
+        seed = try reader.blob("seed")
+        macAddress = try reader.blob("macAddress")
+        // sethostname(2) takes at most 64 bytes; the pool takes at most a page per call.
+        guard (1...64).contains(hostname.utf8.count) else { throw .invalidValue(field: "hostname") }
+        guard seed.count <= 512 else { throw .invalidValue(field: "seed") }
+        guard macAddress.isEmpty || macAddress.count == 6 else { throw .invalidValue(field: "macAddress") }
     }
 }

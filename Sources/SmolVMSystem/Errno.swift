@@ -28,6 +28,7 @@ public struct Errno: Error, Sendable, Equatable, Hashable, CustomStringConvertib
     public static let noChild = Errno(rawValue: ECHILD)
     public static let noSuchProcess = Errno(rawValue: ESRCH)
     public static let isDirectory = Errno(rawValue: EISDIR)
+    public static let notEmpty = Errno(rawValue: ENOTEMPTY)
     public static let notDirectory = Errno(rawValue: ENOTDIR)
 }
 

@@ -67,6 +67,19 @@ unsigned long long smolvm_process_start_time(pid_t pid);
 /// IPv4 address/prefix, and add a default route through `gateway` (0 for none).
 int smolvm_configure_interface(const char *name, uint32_t address_be, int prefix, uint32_t gateway_be);
 
+/// Sets an interface's MAC address (SIOCSIFHWADDR), taking it down first as
+/// most drivers require. The interface is left down; returns 0 or an errno.
+int smolvm_set_mac_address(const char *name, const uint8_t mac[6]);
+
+/// Mixes `length` bytes into the kernel's entropy pool, credits them
+/// (RNDADDENTROPY on /dev/urandom) and forces the CRNG to reseed
+/// (RNDRESEEDCRNG), so the next getrandom(2) cannot repeat a restored state.
+/// Returns 0 or an errno.
+int smolvm_add_entropy(const uint8_t *bytes, int length);
+
+/// clock_settime(CLOCK_REALTIME); returns 0 or an errno.
+int smolvm_set_realtime(int64_t seconds, int64_t nanoseconds);
+
 /// pipe2(2) with O_CLOEXEC; returns 0 or -1 with errno set.
 int smolvm_pipe(int fds[2]);
 
