@@ -7,6 +7,7 @@ import Synchronization
 struct QEMUBackend: Backend {
     let binary: String
     var kind: BackendKind { .qemu }
+    var supportsSnapshots: Bool { true }
 
     func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine {
         let machine = try await launch(spec, logger: logger)
@@ -30,7 +31,7 @@ struct QEMUBackend: Backend {
     }
 
     /// Starts QEMU without waiting for the guest.
-    func launch(_ spec: MachineSpec, logger: Logger) async throws -> QEMUMachine {
+    func launch(_ spec: MachineSpec, incoming: String? = nil, logger: Logger) async throws -> QEMUMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
         let sockets = (0..<spec.agentChannels).map(paths.agentSocket) + [paths.qmpSocket]
         for socket in sockets where socket.path.utf8.count > UnixSocket.maxPathLength {
@@ -45,7 +46,7 @@ struct QEMUBackend: Backend {
             try await createOverlay(paths.overlay, over: spec.rootImage)
         }
 
-        let commandLine = QEMUCommandLine(binary: binary, spec: spec, paths: paths)
+        let commandLine = QEMUCommandLine(binary: binary, spec: spec, paths: paths, incoming: incoming)
         logger.debug("starting \(commandLine.arguments.joined(separator: " "))")
         let log = try FileDescriptor.open(paths.vmmLog.path, [.writeOnly, .create, .append], mode: 0o644)
         defer { log.close() }

@@ -15,6 +15,8 @@ struct QEMUCommandLine {
     var binary: String
     var spec: MachineSpec
     var paths: QEMURuntimePaths
+    /// A migration URI to load the machine's state from instead of booting it.
+    var incoming: String? = nil
 
     var kernelArguments: String {
         var arguments = [
@@ -61,8 +63,12 @@ struct QEMUCommandLine {
             "-device", "virtio-rng-device",
         ]
         if spec.network {
-            args += ["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"]
+            args += [
+                "-netdev", "user,id=net0",
+                "-device", "virtio-net-device,netdev=net0,mac=\(MachineSpec.formatMACAddress(spec.macAddress))",
+            ]
         }
+        if let incoming { args += ["-incoming", incoming] }
         return args
     }
 }

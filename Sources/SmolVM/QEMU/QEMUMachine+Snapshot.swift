@@ -1,0 +1,93 @@
+import Foundation
+import SmolVMSystem
+
+/// QEMU snapshots: the device and memory state travel as a migration stream
+/// written to a file, the disk layer as a copy of the sandbox's qcow2 overlay
+/// (its backing file, the shared base image, is never written).
+///
+/// QEMU 7.2 has no `file:` migration URI, so the stream goes through `exec:`.
+enum QEMUSnapshotFiles {
+    static let state = "state.migration"
+    static let disk = "disk.qcow2"
+}
+
+extension QEMUMachine {
+    /// QMP `migrate` to a file, then a copy of the overlay. The VM must be
+    /// paused; it stays paused, and a later `cont` reactivates its disk.
+    func saveState(to directory: URL) async throws {
+        let qmp = try await QMPClient.connect(path: paths.qmpSocket.path)
+        let status = try await qmp.execute("query-status")
+        guard let running = status["running"] as? Bool, !running else {
+            throw SmolVMError(.invalidState, "the VM must be paused before its state is saved")
+        }
+        let stateFile = directory.appendingPathComponent(QEMUSnapshotFiles.state)
+        // The default bandwidth cap (128 MiB/s) would make a save take seconds; the
+        // stream goes to a local file, so no cap is wanted.
+        try await qmp.execute("migrate-set-parameters", arguments: ["max-bandwidth": Int64(1) << 40])
+        try await qmp.execute("migrate", arguments: ["uri": "exec:cat > \(shellQuoted(stateFile.path))"])
+        try await waitForMigration(qmp)
+        // The migration flushed and inactivated the disk; the overlay is now
+        // consistent with the memory image and nothing writes it.
+        try copyFile(from: paths.overlay, to: directory.appendingPathComponent(QEMUSnapshotFiles.disk))
+    }
+
+    private func waitForMigration(_ qmp: QMPClient) async throws {
+        while true {
+            let info = try await qmp.execute("query-migrate")
+            switch info["status"] as? String {
+            case "completed":
+                return
+            case "failed", "cancelled":
+                let reason = info["error-desc"] as? String ?? "no reason given"
+                throw SmolVMError(.system, "QEMU could not save the VM state: \(reason)")
+            default:
+                if watcher.hasExited { throw SmolVMError(.system, "QEMU exited while saving the VM state") }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+        }
+    }
+}
+
+extension QEMUBackend {
+    /// Starts QEMU with `-incoming` reading a saved state; QEMU resumes the
+    /// guest on its own once the stream is loaded. The new sandbox's disk is a
+    /// copy of the saved layer, so the snapshot can be deleted at any time.
+    func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine {
+        let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
+        try copyFile(from: snapshot.appendingPathComponent(QEMUSnapshotFiles.disk), to: paths.overlay)
+        var spec = spec
+        spec.reuseOverlay = true
+        let state = snapshot.appendingPathComponent(QEMUSnapshotFiles.state)
+        let machine = try await launch(spec, incoming: "exec:cat \(shellQuoted(state.path))", logger: logger)
+        do {
+            try await machine.connect(timeout: spec.bootTimeout, channels: spec.agentChannels)
+        } catch {
+            await machine.kill()
+            throw error
+        }
+        return machine
+    }
+}
+
+/// Quotes `text` for `/bin/sh`, which runs QEMU's `exec:` migration commands.
+func shellQuoted(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// Copies a file through a temporary name, so a crash never leaves a half-copied layer under the real name.
+func copyFile(from source: URL, to destination: URL) throws {
+    let temporary = destination.deletingLastPathComponent().appendingPathComponent(
+        ".\(destination.lastPathComponent).partial")
+    try? FileManager.default.removeItem(at: temporary)
+    do {
+        try FileManager.default.copyItem(at: source, to: temporary)
+        if FileManager.default.fileExists(atPath: destination.path) {
+            _ = try FileManager.default.replaceItemAt(destination, withItemAt: temporary)
+        } else {
+            try FileManager.default.moveItem(at: temporary, to: destination)
+        }
+    } catch {
+        try? FileManager.default.removeItem(at: temporary)
+        throw SmolVMError(.system, "cannot copy \(source.path) to \(destination.path)", underlying: error)
+    }
+}
