@@ -27,7 +27,8 @@ enum SmolVMTool {
             ],
             options: [.flag("--version", help: "Print the version and exit.")],
             subcommands: [
-                RunCommand.self, SandboxCommand.self, SetupCommand.self, ImageCommand.self, DoctorCommand.self,
+                RunCommand.self, SandboxCommand.self, SnapshotCommand.self, SetupCommand.self, ImageCommand.self,
+                DoctorCommand.self,
                 BenchCommand.self, CompletionCommand.self,
             ])
 

@@ -20,6 +20,18 @@ struct MachineSpec: Sendable {
     var detached: Bool = false
     /// Reuse the existing writable layer (restarting a stopped sandbox).
     var reuseOverlay: Bool = false
+    /// The network card's address: random and locally administered, so no two sandboxes share one.
+    var macAddress: [UInt8] = MachineSpec.randomMACAddress()
+
+    static func randomMACAddress() -> [UInt8] {
+        var bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
+        bytes[0] = (bytes[0] & 0xfc) | 0x02
+        return bytes
+    }
+
+    static func formatMACAddress(_ bytes: [UInt8]) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined(separator: ":")
+    }
 }
 
 /// A virtual machine monitor. Optional abilities default to throwing
@@ -27,6 +39,10 @@ struct MachineSpec: Sendable {
 /// instead of half-working.
 protocol Backend: Sendable {
     var kind: BackendKind { get }
+    /// The VMM executable.
+    var binary: String { get }
+    /// Whether `restore` and `VirtualMachine.saveState` work.
+    var supportsSnapshots: Bool { get }
     /// Starts the VMM and returns once the guest agent answered.
     func boot(_ spec: MachineSpec, logger: Logger) async throws -> any VirtualMachine
     /// A handle on a VMM that another process started (a named sandbox),
@@ -41,6 +57,8 @@ protocol Backend: Sendable {
 }
 
 extension Backend {
+    var supportsSnapshots: Bool { false }
+
     func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine {
         throw SmolVMError.unsupported("snapshot restore", backend: kind.rawValue)
     }

@@ -53,6 +53,8 @@ public enum Benchmark {
             image: options.image, memoryMiB: options.memoryMiB, cpus: 1, backend: .qemu)
         configuration.paths = options.paths
         configuration.network = false
+        // Cold starts boot the kernel; snapshot-fast starts are measured on their own below.
+        configuration.startFromSnapshot = false
         let version =
             (try? await Subprocess.run([binary, "--version"]).outputText.split(separator: "\n").first.map(String.init))
             ?? nil
@@ -72,7 +74,24 @@ public enum Benchmark {
             await sandbox.delete()
         }
 
-        progress("raw floor: echo and fork-exec loops, idle memory")
+        progress("snapshot-fast start (boot snapshot of this configuration)")
+        var fast = configuration
+        fast.startFromSnapshot = true
+        try await Sandbox.warm(fast)
+        var fastStarts: [Double] = []
+        for _ in 1...max(3, options.coldRuns) {
+            let start = ContinuousClock.now
+            let sandbox = try await Sandbox.create(fast)
+            _ = try await sandbox.run(["true"])
+            fastStarts.append(milliseconds(ContinuousClock.now - start))
+            let started = sandbox.startKind
+            await sandbox.delete()
+            guard started == .bootSnapshot else {
+                throw SmolVMError(.system, "the snapshot-fast start booted cold; the boot snapshot could not be used")
+            }
+        }
+
+        progress("raw floor: echo and fork-exec loops, QMP stop/cont, state save, idle memory")
         let raw = try await RawGuest.boot(
             binary: binary, kernel: kernel.url, image: image.url, options: options, accelerator: accelerator)
         let rawEcho = try await raw.roundTrips("e", count: options.warmRuns)
@@ -80,6 +99,20 @@ public enum Benchmark {
         let rawUploadSeconds = try await raw.bulkUpload()
         try await Task.sleep(for: .seconds(2))
         let rawRSS = residentMiB(raw.machine.pid)
+        var rawPauseResume: [Double] = []
+        for _ in 0..<20 {
+            let start = ContinuousClock.now
+            try await raw.machine.pause()
+            try await raw.machine.resume()
+            rawPauseResume.append(milliseconds(ContinuousClock.now - start))
+        }
+        // The VMM's own save (migrate to a file plus the disk layer copy), with nothing of SmolVM's around it.
+        let rawSaveDirectory = raw.directory.appendingPathComponent("save")
+        try FileManager.default.createDirectory(at: rawSaveDirectory, withIntermediateDirectories: true)
+        try await raw.machine.pause()
+        let rawSaveStart = ContinuousClock.now
+        try await raw.machine.saveState(to: rawSaveDirectory)
+        let rawSave = milliseconds(ContinuousClock.now - rawSaveStart)
         await raw.shutdown()
 
         progress("smolvm: ping and `true` round trips, upload, idle memory")
@@ -108,10 +141,44 @@ public enum Benchmark {
             throw error
         }
         let uploadSeconds = milliseconds(ContinuousClock.now - uploadStart) / 1000
+
+        progress("smolvm: pause/resume, snapshot create, restore to first result")
+        var pauseResume: [Double] = []
+        let snapshotName = "bench-\(Sandbox.makeID())"
+        let snapshotStore = SnapshotStore(paths: options.paths)
+        var snapshotMilliseconds = 0.0
+        var snapshotBytes: UInt64 = 0
+        var restores: [Double] = []
+        do {
+            for _ in 0..<20 {
+                let start = ContinuousClock.now
+                try await sandbox.pause()
+                try await sandbox.resume()
+                pauseResume.append(milliseconds(ContinuousClock.now - start))
+            }
+            let start = ContinuousClock.now
+            let manifest = try await sandbox.snapshot(named: snapshotName)
+            snapshotMilliseconds = milliseconds(ContinuousClock.now - start)
+            snapshotBytes = manifest.size
+            for _ in 1...options.coldRuns {
+                let start = ContinuousClock.now
+                let restored = try await Sandbox.restore(snapshot: snapshotName, paths: options.paths)
+                _ = try await restored.run(["true"])
+                restores.append(milliseconds(ContinuousClock.now - start))
+                if let name = restored.name { try await Sandbox.delete(named: name, force: true, paths: options.paths) }
+            }
+        } catch {
+            await sandbox.delete()
+            try? snapshotStore.delete(named: snapshotName)
+            throw error
+        }
+        try? snapshotStore.delete(named: snapshotName)
         await sandbox.delete()
 
         let cold = median(coldStarts)
         let rawBoot = median(rawBoots)
+        let fastStart = median(fastStarts)
+        let restore = median(restores)
         let metrics = [
             Metric(
                 name: "cold start to first result", smolvm: cold, floor: rawBoot, unit: "ms", ratio: cold / rawBoot,
@@ -135,6 +202,23 @@ public enum Benchmark {
             Metric(
                 name: "idle QEMU RSS", smolvm: rss, floor: rawRSS, unit: "MiB", ratio: rss / rawRSS,
                 target: "<= 1.1x raw idle", met: rss / rawRSS <= 1.1),
+            Metric(
+                name: "snapshot-fast start to first result", smolvm: fastStart, floor: cold, unit: "ms",
+                ratio: fastStart / cold, target: "<= 0.25x cold start", met: fastStart / cold <= 0.25),
+            Metric(
+                name: "restore a snapshot to first result", smolvm: restore, floor: cold, unit: "ms",
+                ratio: restore / cold, target: "(reported, vs cold start)", met: nil),
+            Metric(
+                name: "pause + resume p50", smolvm: percentile(pauseResume, 0.5),
+                floor: percentile(rawPauseResume, 0.5), unit: "ms",
+                ratio: percentile(pauseResume, 0.5) / percentile(rawPauseResume, 0.5),
+                target: "(reported, vs raw QMP stop+cont)", met: nil),
+            Metric(
+                name: "snapshot create", smolvm: snapshotMilliseconds, floor: rawSave, unit: "ms",
+                ratio: snapshotMilliseconds / rawSave, target: "(reported, vs the VMM's own save)", met: nil),
+            Metric(
+                name: "snapshot size", smolvm: Double(snapshotBytes) / 1_048_576, floor: nil, unit: "MiB", ratio: nil,
+                target: "(reported)", met: nil),
         ]
         return Report(
             accelerator: accelerator.accelerator.rawValue, acceleratorReason: accelerator.reason,

@@ -4,9 +4,6 @@ import SmolVMSystem
 /// Named sandboxes: they outlive the process that created them, are recorded
 /// in the state store, and any process can attach to them by name.
 extension Sandbox {
-    /// Agent channels of a named sandbox: how many processes can use it at once.
-    static let namedChannels = 4
-
     /// Boots a named sandbox that keeps running after this process exits.
     /// With no name, one is generated. Names are unique; a taken name fails
     /// before anything starts.
@@ -17,6 +14,18 @@ extension Sandbox {
     {
         if let requestedName { try SandboxName.validate(requestedName) }
         let prepared = try await prepare(configuration)
+        return try await createNamed(requestedName, configuration, prepared: prepared, logger: logger) { spec in
+            try await startMachine(spec, prepared: prepared, configuration: configuration, logger: logger)
+        }
+    }
+
+    /// Records a new named sandbox and starts its machine with `start`; on any
+    /// failure the record and every file are removed again.
+    static func createNamed(
+        _ requestedName: String?, _ configuration: SandboxConfiguration, prepared: Prepared, logger: Logger,
+        start: (MachineSpec) async throws -> (any VirtualMachine, StartKind)
+    ) async throws -> Sandbox {
+        if let requestedName { try SandboxName.validate(requestedName) }
         let store = try StateStore(paths: configuration.paths)
         let id = makeID()
         let directory = configuration.paths.sandboxes.appendingPathComponent(id)
@@ -43,17 +52,18 @@ extension Sandbox {
             throw error
         }
         do {
-            let machine = try await boot(
-                record, backend: prepared.backend, accelerator: prepared.accelerator,
-                timeout: configuration.bootTimeout, reuseOverlay: false, logger: logger)
+            let (machine, startKind) = try await start(
+                spec(
+                    for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout,
+                    reuseOverlay: false))
             record.status = .running
             record.vmmPID = machine.pid
             record.vmmStartTime = Spawn.startTime(machine.pid)
             try store.update(record)
             return Sandbox(
                 id: id, name: record.name, configuration: configuration, resolution: prepared.resolution,
-                accelerator: prepared.accelerator,
-                runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
+                accelerator: prepared.accelerator, runtimeDirectory: directory, baseImage: record.rootImage, lock: nil,
+                machine: machine, startKind: startKind, logger: logger)
         } catch {
             try? FileManager.default.removeItem(at: directory)
             try? store.remove(record.name)
@@ -75,19 +85,18 @@ extension Sandbox {
         throw SmolVMError(.busy, "could not find a free sandbox name; pass one with --name")
     }
 
-    private static func boot(
-        _ record: SandboxRecord, backend: any Backend, accelerator: AcceleratorChoice, timeout: Duration,
-        reuseOverlay: Bool, logger: Logger
-    ) async throws -> any VirtualMachine {
+    private static func spec(
+        for record: SandboxRecord, accelerator: AcceleratorChoice, timeout: Duration, reuseOverlay: Bool
+    ) -> MachineSpec {
         var spec = MachineSpec(
             id: record.id, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
             kernel: URL(fileURLWithPath: record.kernel), rootImage: URL(fileURLWithPath: record.rootImage),
             memoryMiB: record.memoryMiB, cpus: record.cpus, hostname: record.name, network: record.network,
             accelerator: accelerator, bootTimeout: timeout)
-        spec.agentChannels = namedChannels
+        spec.agentChannels = agentChannels
         spec.detached = true
         spec.reuseOverlay = reuseOverlay
-        return try await backend.boot(spec, logger: logger)
+        return spec
     }
 
     static func configuration(for record: SandboxRecord, paths: SmolVMPaths) -> SandboxConfiguration {
@@ -131,13 +140,14 @@ extension Sandbox {
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
         let machine = try Backends.make(kind, host: host).attach(
             pid: pid, startTime: startTime, runtimeDirectory: directory, logger: logger)
-        try await machine.connect(timeout: .seconds(30), channels: namedChannels)
+        try await machine.connect(timeout: .seconds(30), channels: agentChannels)
         let resolution = BackendResolution(
             requested: BackendPreference(rawValue: kind.rawValue) ?? .auto, source: .argument, backend: kind,
             reason: "recorded when the sandbox was created")
         return Sandbox(
             id: record.id, name: name, configuration: configuration, resolution: resolution, accelerator: accelerator,
-            runtimeDirectory: directory, lock: nil, machine: machine, logger: logger)
+            runtimeDirectory: directory, baseImage: record.rootImage, lock: nil, machine: machine, startKind: .attached,
+            logger: logger)
     }
 
     /// The backend a sandbox was created with; it never changes afterwards.
@@ -192,9 +202,11 @@ extension Sandbox {
         record.lastError = nil
         try store.update(record)
         do {
-            let machine = try await boot(
-                record, backend: prepared.backend, accelerator: prepared.accelerator,
-                timeout: configuration.bootTimeout, reuseOverlay: true, logger: logger)
+            let machine = try await prepared.backend.boot(
+                spec(
+                    for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout,
+                    reuseOverlay: true),
+                logger: logger)
             machine.detach()
             record.status = .running
             record.vmmPID = machine.pid
@@ -274,7 +286,7 @@ extension Sandbox {
         if record.status == .paused { _ = await withTimeout(.seconds(3)) { try await machine.resume() } }
         if graceful {
             let connected = await withTimeout(.seconds(10)) {
-                try await machine.connect(timeout: .seconds(8), channels: namedChannels)
+                try await machine.connect(timeout: .seconds(8), channels: agentChannels)
             }
             if !connected { machine.detach() }
             // Without an agent, stop goes straight to the VMM's own quit, then SIGKILL.

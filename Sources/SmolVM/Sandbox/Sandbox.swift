@@ -21,6 +21,25 @@ public actor Sandbox {
     public nonisolated let runtimeDirectory: URL
     /// Set for named sandboxes, which outlive this process.
     public nonisolated let name: String?
+    /// How this handle's machine came to run.
+    public enum StartKind: String, Sendable {
+        /// The kernel booted.
+        case coldBoot
+        /// Restored from the boot snapshot of its configuration.
+        case bootSnapshot
+        /// Restored from a user's snapshot.
+        case snapshot
+        /// Started by another process; this handle attached to it.
+        case attached
+    }
+
+    public nonisolated let startKind: StartKind
+    /// The read-only base image under the sandbox's writable layer.
+    nonisolated let baseImage: String
+    /// Agent channels of every sandbox: how many host processes can use it at
+    /// once. Named and ephemeral sandboxes have the same devices, so they share
+    /// boot snapshots.
+    static let agentChannels = 4
     let logger: Logger
     var state: State
     private let lock: FileLock?
@@ -54,10 +73,12 @@ public actor Sandbox {
 
     init(
         id: String, name: String? = nil, configuration: SandboxConfiguration, resolution: BackendResolution,
-        accelerator: AcceleratorChoice, runtimeDirectory: URL, lock: FileLock?, machine: any VirtualMachine,
-        logger: Logger
+        accelerator: AcceleratorChoice, runtimeDirectory: URL, baseImage: String, lock: FileLock?,
+        machine: any VirtualMachine, startKind: StartKind, logger: Logger
     ) {
         self.id = id
+        self.startKind = startKind
+        self.baseImage = baseImage
         self.name = name
         self.configuration = configuration
         self.resolution = resolution
@@ -89,14 +110,16 @@ public actor Sandbox {
         let spec = MachineSpec(
             id: id, runtimeDirectory: directory, kernel: prepared.kernel.url, rootImage: prepared.image.url,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "smolvm-\(id.prefix(8))",
-            network: configuration.network, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout)
+            network: configuration.network, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout,
+            agentChannels: agentChannels)
         do {
-            let machine = try await prepared.backend.boot(spec, logger: logger)
+            let (machine, startKind) = try await startMachine(
+                spec, prepared: prepared, configuration: configuration, logger: logger)
             logger.debug("sandbox \(id) ready (pid \(machine.pid), \(prepared.accelerator.accelerator))")
             return Sandbox(
                 id: id, configuration: configuration, resolution: prepared.resolution,
-                accelerator: prepared.accelerator,
-                runtimeDirectory: directory, lock: lock, machine: machine, logger: logger)
+                accelerator: prepared.accelerator, runtimeDirectory: directory, baseImage: prepared.image.url.path,
+                lock: lock, machine: machine, startKind: startKind, logger: logger)
         } catch {
             try? FileManager.default.removeItem(at: directory)
             lock.release()
@@ -162,7 +185,7 @@ public actor Sandbox {
         }
     }
 
-    private func machine() throws -> any VirtualMachine {
+    func runningMachine() throws -> any VirtualMachine {
         switch state {
         case .running(let machine): return machine
         case .stopped: throw SmolVMError(.invalidState, "sandbox \(name ?? id) is stopped")
@@ -172,7 +195,7 @@ public actor Sandbox {
     }
 
     private func agent() throws -> AgentClient {
-        let machine = try machine()
+        let machine = try runningMachine()
         if paused {
             throw SmolVMError(.invalidState, "sandbox \(name ?? id) is paused; resume it first")
         }
@@ -260,7 +283,7 @@ public actor Sandbox {
     /// Freezes the guest's vCPUs (QMP `stop`). Commands wait, memory and
     /// processes are kept; `resume()` thaws it.
     public func pause() async throws {
-        let machine = try machine()
+        let machine = try runningMachine()
         try await machine.pause()
         paused = true
         if let name { try? await Sandbox.markPaused(name, true, paths: configuration.paths) }
@@ -268,7 +291,7 @@ public actor Sandbox {
 
     /// Thaws a paused sandbox (QMP `cont`).
     public func resume() async throws {
-        let machine = try machine()
+        let machine = try runningMachine()
         try await machine.resume()
         paused = false
         if let name { try? await Sandbox.markPaused(name, false, paths: configuration.paths) }

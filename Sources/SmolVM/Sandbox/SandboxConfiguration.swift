@@ -15,6 +15,10 @@ public struct SandboxConfiguration: Sendable {
     public var environment: [String: String] = [:]
     /// NAT networking to the outside (QEMU user-mode networking).
     public var network: Bool = true
+    /// Start from the boot snapshot for this configuration when one exists
+    /// (making it on first use), instead of booting the kernel; several times
+    /// faster. False forces a full boot (`--cold`).
+    public var startFromSnapshot: Bool = true
     /// How long the guest agent may take to answer after the VMM starts.
     public var bootTimeout: Duration = .seconds(60)
     public var paths: SmolVMPaths = .fromEnvironment()

@@ -35,7 +35,7 @@ public struct SandboxRecord: Sendable, Codable, Equatable {
 
 /// Names are DNS-label-like so they work as hostnames and in paths.
 public enum SandboxName {
-    public static func validate(_ name: String) throws {
+    public static func validate(_ name: String, what: String = "sandbox") throws {
         let scalars = Array(name.unicodeScalars)
         let valid =
             !scalars.isEmpty && scalars.count <= 63
@@ -44,7 +44,7 @@ public enum SandboxName {
         guard valid else {
             throw SmolVMError(
                 .invalidArgument,
-                "invalid sandbox name '\(name)': use 1 to 63 characters from a-z, 0-9 and '-', starting with a letter or digit"
+                "invalid \(what) name '\(name)': use 1 to 63 characters from a-z, 0-9 and '-', starting with a letter or digit"
             )
         }
     }

@@ -7,7 +7,7 @@ struct ImageCommand: CLICommand {
         name: "image",
         abstract: "Inspect the guest kernel and images.",
         usage: "SUBCOMMAND",
-        subcommands: [ImageListCommand.self, ImageVerifyCommand.self])
+        subcommands: [ImageListCommand.self, ImageVerifyCommand.self, ImageWarmCommand.self])
 
     init(_ arguments: ParsedArguments) throws {
         throw UsageError("unknown image subcommand '\(arguments.positionals.first ?? "")'; try 'smolvm image list'")
@@ -82,5 +82,41 @@ struct ImageVerifyCommand: CLICommand {
             }
         }
         return failed.isEmpty ? 0 : 1
+    }
+}
+
+struct ImageWarmCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "warm",
+        abstract: "Make the boot snapshot that lets sandboxes of this configuration start without booting.",
+        usage: "IMAGE [--memory MIB] [--cpus N]",
+        discussion: """
+            Sandboxes start from a boot snapshot of their configuration (image, memory, vCPUs, backend) when
+            one exists; the first start makes it. This makes it ahead of time. A snapshot whose inputs
+            changed (a rebuilt image or kernel, another QEMU) is rebuilt, never used stale.
+            """,
+        examples: ["smolvm image warm debian", "smolvm image warm minimal --memory 256"],
+        options: SandboxOptions.specs.filter { !$0.names.contains("--image") && !$0.names.contains("--cold") } + [
+            .flag("--json", help: "Print JSON.")
+        ])
+
+    var configuration: SandboxConfiguration
+    let json: Bool
+
+    init(_ arguments: ParsedArguments) throws {
+        let image = try SnapshotCommand.single(arguments, "image name", usage: "smolvm image warm IMAGE")
+        configuration = try SandboxOptions.configuration(arguments)
+        configuration.image = image
+        json = arguments.flag("--json")
+    }
+
+    func run() async throws -> Int32 {
+        let made = try await Sandbox.warm(configuration, logger: SmolVMTool.logger())
+        if json {
+            Output.printEnvelope(ok: true, data: ["image": configuration.image, "created": made], error: nil)
+        } else {
+            print(made ? "boot snapshot for \(configuration.image) ready" : "boot snapshot for \(configuration.image) already up to date")
+        }
+        return 0
     }
 }

@@ -9,6 +9,7 @@ enum SandboxOptions {
         .value("--cpus", valueName: "N", help: "Virtual CPUs (default 1)."),
         .value(
             "--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
+        .flag("--cold", help: "Boot the kernel instead of starting from the boot snapshot of this configuration."),
     ]
 
     static func configuration(_ arguments: ParsedArguments) throws -> SandboxConfiguration {
@@ -16,6 +17,7 @@ enum SandboxOptions {
         if let image = arguments.value("--image") { configuration.image = image }
         if let memory = try arguments.integer("--memory", in: 64...1_048_576) { configuration.memoryMiB = memory }
         if let cpus = try arguments.integer("--cpus", in: 1...64) { configuration.cpus = cpus }
+        configuration.startFromSnapshot = !arguments.flag("--cold")
         if let backend = arguments.value("--backend") {
             configuration.backend = try BackendPreference(parsing: backend)
         }
