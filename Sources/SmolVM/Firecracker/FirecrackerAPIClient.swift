@@ -40,6 +40,7 @@ struct FirecrackerAPIClient: Sendable {
     }
 
     /// Sends one request and reads its response; throws on a non-2xx status.
+    @discardableResult
     func call(_ method: String, _ path: String, json: [UInt8]?) async throws -> Response {
         let socketPath = socketPath
         let connectTimeout = connectTimeout
