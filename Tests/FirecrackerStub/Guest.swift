@@ -34,7 +34,9 @@ final class Guest: @unchecked Sendable {
         let directory = FileManager.default.currentDirectoryPath
         let qemu = ProcessInfo.processInfo.environment["FIRECRACKER_STUB_QEMU"] ?? "/usr/bin/qemu-system-x86_64"
         // Firecracker attaches the root drive first, as /dev/vda, and names it on the command line.
-        let drives = configuration.drives.sorted { a, b in a["is_root_device"] == .bool(true) && b["is_root_device"] != .bool(true) }
+        let drives = configuration.drives.sorted { a, b in
+            a["is_root_device"] == .bool(true) && b["is_root_device"] != .bool(true)
+        }
         var bootArgs = configuration.bootArgs
         if let root = drives.first, root["is_root_device"] == .bool(true) {
             bootArgs += root["is_read_only"] == .bool(true) ? " root=/dev/vda ro" : " root=/dev/vda rw"

@@ -58,7 +58,9 @@ struct YAMLReader {
         var value = text
         if let hash = value.range(of: " #"), !value.hasPrefix("\"") { value = String(value[..<hash.lowerBound]) }
         value = value.trimmingCharacters(in: .whitespaces)
-        if value.count >= 2, (value.hasPrefix("\"") && value.hasSuffix("\"")) || (value.hasPrefix("'") && value.hasSuffix("'")) {
+        if value.count >= 2,
+            (value.hasPrefix("\"") && value.hasSuffix("\"")) || (value.hasPrefix("'") && value.hasSuffix("'"))
+        {
             return String(value.dropFirst().dropLast())
         }
         return value
@@ -114,7 +116,9 @@ struct YAMLReader {
             let content = String(lines[index].text.dropFirst(1)).trimmingCharacters(in: .whitespaces)
             if content.isEmpty {
                 index += 1
-                items.append(index < lines.count && lines[index].indent > indent ? node(indent: lines[index].indent) : .scalar(""))
+                items.append(
+                    index < lines.count && lines[index].indent > indent
+                        ? node(indent: lines[index].indent) : .scalar(""))
             } else if Self.keyValue(content) != nil {
                 // `- key: value` starts a mapping indented two past the dash.
                 lines[index] = (indent + 2, content)
@@ -131,8 +135,13 @@ struct YAMLReader {
 
 /// A JSON value as received, keeping booleans, integers and numbers apart.
 indirect enum JSONValue: Codable, Equatable {
-    case null, bool(Bool), integer(Int64), number(Double), string(String)
-    case array([JSONValue]), object([String: JSONValue])
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -260,7 +269,8 @@ struct FirecrackerSpec {
             for (key, fieldValue) in fields.sorted(by: { $0.key < $1.key }) {
                 guard let property = properties.first(where: { $0.0 == key })?.1 else {
                     if allowsExtra { continue }
-                    return "\(location): unknown field `\(key)`, expected one of \(properties.map(\.0).joined(separator: ", "))"
+                    return
+                        "\(location): unknown field `\(key)`, expected one of \(properties.map(\.0).joined(separator: ", "))"
                 }
                 if let problem = validate(fieldValue, schema: property, at: "\(location).\(key)") { return problem }
             }

@@ -76,7 +76,9 @@ final class StubServer {
             } else {
                 reply = respond(method: String(requestLine[0]), path: String(requestLine[1]), body: body)
             }
-            let reason = [200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"][reply.status] ?? "Error"
+            let reason =
+                [200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"][
+                    reply.status] ?? "Error"
             var text = "HTTP/1.1 \(reply.status) \(reason)\r\nServer: Firecracker API\r\n"
             let payload = Array((reply.body ?? "").utf8)
             if !payload.isEmpty { text += "Content-Type: application/json\r\n" }
@@ -88,7 +90,8 @@ final class StubServer {
 
     private func findCRLFCRLF(_ bytes: [UInt8]) -> Int? {
         guard bytes.count >= 4 else { return nil }
-        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+        for i in 0...(bytes.count - 4)
+        where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
             return i
         }
         return nil
@@ -99,7 +102,10 @@ final class StubServer {
         stubLog("\(method) \(path) \(String(decoding: body, as: UTF8.self))")
         guard let (operation, parameters) = spec.operation(method: method, path: path) else {
             let allowed = spec.methods(for: path)
-            if !allowed.isEmpty { return Reply.fault("invalid request method \(method) for \(path); the spec allows \(allowed.joined(separator: ", "))") }
+            if !allowed.isEmpty {
+                return Reply.fault(
+                    "invalid request method \(method) for \(path); the spec allows \(allowed.joined(separator: ", "))")
+            }
             return Reply.fault("invalid request: no path \(path) in the API")
         }
         var fields: [String: JSONValue] = [:]
@@ -110,7 +116,9 @@ final class StubServer {
                 guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
                     return .fault("\(method) \(path): the body is not valid JSON")
                 }
-                if let problem = spec.validate(value, against: schema) { return .fault("\(method) \(path): \(problem) (\(schema))") }
+                if let problem = spec.validate(value, against: schema) {
+                    return .fault("\(method) \(path): \(problem) (\(schema))")
+                }
                 if case .object(let object) = value { fields = object }
             }
         } else if !body.isEmpty {
@@ -137,12 +145,15 @@ final class StubServer {
     private func act(method: String, operation: String, concrete: String, fields: [String: JSONValue]) throws -> Reply {
         switch (method, operation) {
         case ("GET", "/"):
-            let state = switch phase {
-            case .fresh, .configured: "Not started"
-            case .running: "Running"
-            case .paused: "Paused"
-            }
-            return .json(["app_name": "Firecracker", "id": "anonymous-instance", "state": state, "vmm_version": "1.7.0"])
+            let state =
+                switch phase {
+                case .fresh, .configured: "Not started"
+                case .running: "Running"
+                case .paused: "Paused"
+                }
+            return .json([
+                "app_name": "Firecracker", "id": "anonymous-instance", "state": state, "vmm_version": "1.7.0",
+            ])
         case ("GET", "/version"):
             return .json(["firecracker_version": "1.7.0"])
         case ("PUT", "/logger"), ("PUT", "/metrics"):
@@ -155,7 +166,9 @@ final class StubServer {
             return .noContent
         case ("PUT", "/snapshot/load"):
             guard phase == .fresh, resources.keys.allSatisfy({ $0 == "logger" || $0 == "metrics" }) else {
-                throw StubError("loading a snapshot is only allowed on a fresh microVM, before configuring anything but the logger and metrics")
+                throw StubError(
+                    "loading a snapshot is only allowed on a fresh microVM, before configuring anything but the logger and metrics"
+                )
             }
             if fields["mem_backend"] != nil, fields["mem_file_path"] != nil {
                 throw StubError("mem_backend and mem_file_path cannot both be present")
@@ -196,7 +209,9 @@ final class StubServer {
             if case .string(let type) = fields["snapshot_type"], type == "Diff" {
                 throw StubError("diff snapshots need track_dirty_pages, which was not enabled")
             }
-            guard case .string(let memory) = fields["mem_file_path"], case .string(let vmstate) = fields["snapshot_path"] else {
+            guard case .string(let memory) = fields["mem_file_path"],
+                case .string(let vmstate) = fields["snapshot_path"]
+            else {
                 throw StubError("missing paths")
             }
             try guest.saveMemory(to: memory)
@@ -215,7 +230,10 @@ final class StubServer {
                 throw StubError("unable to open the block device backing file \(file): No such file or directory")
             }
             if operation == "/drives/{drive_id}", fields["is_root_device"] == .bool(true),
-                let other = resources.first(where: { $0.key.hasPrefix("drives/") && $0.key != String(concrete.dropFirst()) && $0.value["is_root_device"] == .bool(true) })
+                let other = resources.first(where: {
+                    $0.key.hasPrefix("drives/") && $0.key != String(concrete.dropFirst())
+                        && $0.value["is_root_device"] == .bool(true)
+                })
             {
                 throw StubError("a root block device already exists (\(other.key))")
             }
@@ -243,7 +261,8 @@ final class StubServer {
         var uds: String?
         if case .string(let path) = resources["vsock"]?["uds_path"] { uds = path }
         let drives = resources.filter { $0.key.hasPrefix("drives/") }.sorted { $0.key < $1.key }.map(\.value)
-        return Guest.Configuration(kernel: kernel, bootArgs: bootArgs, drives: drives, memoryMiB: memory, cpus: cpus, udsPath: uds)
+        return Guest.Configuration(
+            kernel: kernel, bootArgs: bootArgs, drives: drives, memoryMiB: memory, cpus: cpus, udsPath: uds)
     }
 
     private func start() throws {
@@ -261,13 +280,16 @@ final class StubServer {
         guard case .string(let vmstate) = fields["snapshot_path"] else { throw StubError("no snapshot_path") }
         var memory: String?
         if case .object(let backend) = fields["mem_backend"], case .string(let path) = backend["backend_path"] {
-            guard backend["backend_type"] == .string("File") else { throw StubError("the stub loads File memory backends only") }
+            guard backend["backend_type"] == .string("File") else {
+                throw StubError("the stub loads File memory backends only")
+            }
             memory = path
         } else if case .string(let path) = fields["mem_file_path"] {
             memory = path
         }
         guard let memory else { throw StubError("exactly one of mem_backend and mem_file_path must be present") }
-        var configuration = try JSONDecoder().decode(Guest.Configuration.self, from: Data(contentsOf: URL(fileURLWithPath: vmstate)))
+        var configuration = try JSONDecoder().decode(
+            Guest.Configuration.self, from: Data(contentsOf: URL(fileURLWithPath: vmstate)))
         if case .object(let override) = fields["vsock_override"], case .string(let path) = override["uds_path"] {
             configuration.udsPath = path
         }

@@ -79,7 +79,9 @@ enum FirecrackerTest {
     }
 
     /// A one-connection fake server on a Unix socket; `answer` gets the accepted connection.
-    static func fakeServer(_ path: String, _ answer: @escaping @Sendable (FileDescriptor) -> Void) throws -> FileDescriptor {
+    static func fakeServer(_ path: String, _ answer: @escaping @Sendable (FileDescriptor) -> Void) throws
+        -> FileDescriptor
+    {
         let listener = try UnixSocket.listen(path: path)
         Thread.detachNewThread {
             guard let connection = try? UnixSocket.accept(listener) else { return }
@@ -115,7 +117,9 @@ struct FirecrackerModelTests {
         var required: Set<String> = []
         var section = ""
         for line in lines[(start + 1)...] {
-            if line.hasPrefix("  "), !line.hasPrefix("   "), !line.trimmingCharacters(in: .whitespaces).isEmpty { break }
+            if line.hasPrefix("  "), !line.hasPrefix("   "), !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                break
+            }
             if line.hasPrefix("    "), !line.hasPrefix("     ") { section = line.trimmingCharacters(in: .whitespaces) }
             if section == "properties:", line.hasPrefix("      "), !line.hasPrefix("       "),
                 line.hasSuffix(":")
@@ -133,24 +137,34 @@ struct FirecrackerModelTests {
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(value)) as! [String: Any]
         let spec = try Self.definition(name)
         #expect(!spec.properties.isEmpty, "\(name) has no properties in the YAML", sourceLocation: sourceLocation)
-        #expect(Set(json.keys).subtracting(spec.properties).isEmpty, "\(name): \(json.keys.sorted())", sourceLocation: sourceLocation)
-        #expect(spec.required.isSubset(of: Set(json.keys)), "\(name) lacks \(spec.required)", sourceLocation: sourceLocation)
+        #expect(
+            Set(json.keys).subtracting(spec.properties).isEmpty, "\(name): \(json.keys.sorted())",
+            sourceLocation: sourceLocation)
+        #expect(
+            spec.required.isSubset(of: Set(json.keys)), "\(name) lacks \(spec.required)", sourceLocation: sourceLocation
+        )
     }
 
     @Test("field names cross-checked against firecracker.yaml")
     func fieldNames() throws {
-        try check(MachineConfiguration(vcpuCount: 1, memSizeMib: 128, smt: false, trackDirtyPages: false), "MachineConfiguration")
+        try check(
+            MachineConfiguration(vcpuCount: 1, memSizeMib: 128, smt: false, trackDirtyPages: false),
+            "MachineConfiguration")
         try check(BootSource(kernelImagePath: "k", bootArgs: "a", initrdPath: "i"), "BootSource")
         try check(
-            Drive(driveID: "d", isRootDevice: true, isReadOnly: true, pathOnHost: "p", cacheType: .unsafe, ioEngine: .sync),
+            Drive(
+                driveID: "d", isRootDevice: true, isReadOnly: true, pathOnHost: "p", cacheType: .unsafe, ioEngine: .sync
+            ),
             "Drive")
         try check(Vsock(guestCID: 3, udsPath: "v"), "Vsock")
-        try check(NetworkInterface(ifaceID: "eth0", hostDevName: "tap0", guestMAC: "06:00:00:00:00:02"), "NetworkInterface")
+        try check(
+            NetworkInterface(ifaceID: "eth0", hostDevName: "tap0", guestMAC: "06:00:00:00:00:02"), "NetworkInterface")
         try check(InstanceActionInfo(actionType: .instanceStart), "InstanceActionInfo")
         try check(Vm(state: .paused), "Vm")
         try check(FirecrackerLogger(logPath: "l", level: .info, showLevel: true, showLogOrigin: false), "Logger")
         try check(FirecrackerMetrics(metricsPath: "m"), "Metrics")
-        try check(SnapshotCreateParams(memFilePath: "m", snapshotPath: "s", snapshotType: .full), "SnapshotCreateParams")
+        try check(
+            SnapshotCreateParams(memFilePath: "m", snapshotPath: "s", snapshotType: .full), "SnapshotCreateParams")
         try check(
             SnapshotLoadParams(
                 snapshotPath: "s", memBackend: MemoryBackend(backendType: .file, backendPath: "m"), resumeVM: true,
@@ -329,9 +343,11 @@ struct FirecrackerStubTests {
                 "unknown field `memory`")
             // Out of the spec's bounds, and not in an enum.
             await FirecrackerTest.expectRejected(
-                client, "PUT", "/machine-config", json: #"{"vcpu_count":33,"mem_size_mib":256}"#, "above the maximum 32")
+                client, "PUT", "/machine-config", json: #"{"vcpu_count":33,"mem_size_mib":256}"#, "above the maximum 32"
+            )
             await FirecrackerTest.expectRejected(
-                client, "PUT", "/actions", json: #"{"action_type":"Start"}"#, "is not one of FlushMetrics, InstanceStart, SendCtrlAltDel")
+                client, "PUT", "/actions", json: #"{"action_type":"Start"}"#,
+                "is not one of FlushMetrics, InstanceStart, SendCtrlAltDel")
             await FirecrackerTest.expectRejected(
                 client, "PUT", "/vsock", json: #"{"guest_cid":2,"uds_path":"v.sock"}"#, "below the minimum 3")
             await FirecrackerTest.expectRejected(
@@ -359,7 +375,8 @@ struct FirecrackerStubTests {
             await FirecrackerTest.expectRejected(
                 client, "PUT", "/snapshot/create", json: #"{"mem_file_path":"m","snapshot_path":"s"}"#,
                 "post-boot only")
-            await FirecrackerTest.expectRejected(client, "PATCH", "/vm", json: #"{"state":"Paused"}"#, "has not started")
+            await FirecrackerTest.expectRejected(
+                client, "PATCH", "/vm", json: #"{"state":"Paused"}"#, "has not started")
             // InstanceStart without a boot source.
             await FirecrackerTest.expectRejected(
                 client, "PUT", "/actions", json: #"{"action_type":"InstanceStart"}"#, "no boot source")
@@ -377,5 +394,162 @@ struct FirecrackerStubTests {
             let info = try await client.get("/", as: InstanceInfo.self)
             #expect(info.state == "Not started")
         }
+    }
+}
+
+/// The same checks against the stub (here) and the real binary (where it can run).
+enum FirecrackerScenario {
+    static func configuration(host: HostFacts) -> SandboxConfiguration {
+        var configuration = VMTest.configuration(image: "minimal")
+        configuration.backend = .firecracker
+        configuration.host = host
+        return configuration
+    }
+
+    /// Boot, exec, files, pause/resume, a writable overlay root that leaves the
+    /// base image unchanged, and a delete that leaves no process or file behind.
+    static func lifecycle(host: HostFacts) async throws {
+        let configuration = configuration(host: host)
+        let image = try await ImageStore(paths: configuration.paths).image("minimal").url
+        let baseBefore = try VMTest.sha256(image.path)
+        let sandbox = try await Sandbox.create(configuration)
+        let vmm = try #require(await sandbox.vmmProcessID)
+        let helpers = VMTest.children(of: vmm)
+        do {
+            #expect(sandbox.resolution.backend == .firecracker)
+            let result = try await sandbox.run([
+                "sh", "-c", "echo written > /root/proof && cat /root/proof && grep ' / ' /proc/mounts",
+            ])
+            #expect(result.exitCode == 0, "\(result.stderrText)")
+            #expect(result.stdoutText.hasPrefix("written\n"))
+            #expect(result.stdoutText.contains("overlay"), "the root is not the overlay: \(result.stdoutText)")
+
+            let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            try await sandbox.upload(payload, to: "/root/payload.bin")
+            #expect(try await sandbox.download(from: "/root/payload.bin") == payload)
+
+            try await sandbox.pause()
+            try await sandbox.resume()
+            #expect(try await sandbox.run(["cat", "/root/proof"]).stdoutText == "written\n")
+        } catch {
+            await sandbox.delete()
+            throw error
+        }
+        await sandbox.delete()
+        #expect(!FileManager.default.fileExists(atPath: sandbox.runtimeDirectory.path))
+        #expect(await VMTest.eventually { !VMTest.isRunningProcess(vmm) })
+        for helper in helpers { #expect(await VMTest.eventually { !VMTest.isRunningProcess(helper) }) }
+        #expect(try VMTest.sha256(image.path) == baseBefore, "the shared base image was written")
+    }
+
+    /// Snapshot a paused sandbox, then restore it in a new sandbox directory
+    /// with a fresh VMM process; the guest's memory and disk come back.
+    static func snapshot(host: HostFacts) async throws {
+        let configuration = configuration(host: host)
+        let snapshotDirectory = configuration.paths.home.appendingPathComponent(
+            "fc-snapshot-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: snapshotDirectory) }
+        let sandbox = try await Sandbox.create(configuration)
+        do {
+            _ = try await sandbox.run([
+                "sh", "-c", "echo on-disk > /root/disk; mkdir -p /dev/shm/m; echo in-memory > /dev/shm/m/x",
+            ])
+            try await sandbox.pause()
+            guard case .running(let machine) = await sandbox.state else {
+                throw SmolVMError(.invalidState, "not running")
+            }
+            try await machine.saveState(to: snapshotDirectory)
+        } catch {
+            await sandbox.delete()
+            throw error
+        }
+        await sandbox.delete()
+        for file in ["memory", "vmstate", "scratch.ext4"] {
+            #expect(FileManager.default.fileExists(atPath: snapshotDirectory.appendingPathComponent(file).path))
+        }
+
+        let prepared = try await Sandbox.prepare(configuration)
+        let id = Sandbox.makeID()
+        let directory = configuration.paths.runtime(id)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spec = MachineSpec(
+            id: id, runtimeDirectory: directory, kernel: prepared.kernel.url, rootImage: prepared.image.url,
+            memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "restored", network: false,
+            accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout)
+        let restored = try await prepared.backend.restore(spec, from: snapshotDirectory, logger: .disabled)
+        do {
+            let process = try await restored.agent.exec(Command(["cat", "/root/disk", "/dev/shm/m/x"]))
+            let result = try await process.result()
+            #expect(result.stdoutText == "on-disk\nin-memory\n", "\(result.stderrText)")
+        } catch {
+            await restored.kill()
+            throw error
+        }
+        await restored.stop(deadline: .seconds(10))
+        #expect(await VMTest.eventually { !VMTest.isRunningProcess(restored.pid) })
+    }
+}
+
+@Suite("Firecracker backend through the stub", .serialized)
+struct FirecrackerStubBackendTests {
+    @Test("boot, exec, files, pause/resume, overlay root; delete leaves nothing")
+    func lifecycle() async throws {
+        try await FirecrackerScenario.lifecycle(host: FirecrackerTest.hostWithStub())
+    }
+
+    @Test("snapshot a paused sandbox and restore it on a fresh process")
+    func snapshot() async throws {
+        try await FirecrackerScenario.snapshot(host: FirecrackerTest.hostWithStub())
+    }
+
+    @Test("a wrong request from the backend fails the boot with the stub's fault message")
+    func stubCatchesBackendMistake() async throws {
+        // A kernel path that does not exist: the stub rejects PUT /boot-source as Firecracker would.
+        let backend = FirecrackerBackend(binary: FirecrackerTest.stubPath)
+        let directory = try FirecrackerTest.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spec = MachineSpec(
+            id: "0123456789ab", runtimeDirectory: directory, kernel: URL(fileURLWithPath: "/nonexistent/vmlinux"),
+            rootImage: URL(fileURLWithPath: "/dev/null"), memoryMiB: 128, cpus: 1, hostname: "x", network: false,
+            accelerator: AcceleratorChoice(accelerator: .kvm, reason: "", overridden: false), bootTimeout: .seconds(10))
+        do {
+            _ = try await backend.boot(spec, logger: .disabled)
+            Issue.record("expected the boot to fail")
+        } catch let error as SmolVMError {
+            #expect(error.message.contains("Firecracker rejected PUT /boot-source (HTTP 400)"), "\(error.message)")
+            #expect(error.message.contains("/nonexistent/vmlinux"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("firecracker.sock").path))
+    }
+}
+
+@Suite("Firecracker with the real binary", .serialized)
+struct FirecrackerRealTests {
+    @Test(
+        "boot, exec, files, pause/resume, delete with real Firecracker",
+        .enabled(
+            if: FirecrackerTest.realFirecrackerUsable, "skipped: needs firecracker on PATH and usable hardware KVM"))
+    func lifecycle() async throws {
+        try await FirecrackerScenario.lifecycle(host: .current)
+    }
+
+    @Test(
+        "snapshot and restore with real Firecracker",
+        .enabled(
+            if: FirecrackerTest.realFirecrackerUsable, "skipped: needs firecracker on PATH and usable hardware KVM"))
+    func snapshot() async throws {
+        try await FirecrackerScenario.snapshot(host: .current)
+    }
+
+    @Test("where Firecracker cannot run, --backend firecracker fails early with the reason and the fix")
+    func failsEarly() async throws {
+        guard !FirecrackerTest.realFirecrackerUsable else { return }
+        let result = try await VMTest.cli(
+            ["run", "--backend", "firecracker", "--", "true"], environment: ["SMOLVM_FIRECRACKER": ""])
+        let message = String(decoding: result.stderr, as: UTF8.self)
+        #expect(result.status == 125)
+        #expect(message.contains("Firecracker cannot run on this host"))
+        #expect(message.contains("Fix:"))
+        #expect(message.contains("github.com/firecracker-microvm/firecracker/releases") || message.contains("kvm"))
     }
 }
