@@ -523,6 +523,27 @@ struct FirecrackerStubBackendTests {
     }
 }
 
+extension FirecrackerStubBackendTests {
+    @Test("a configured jailer is refused before anything starts, not silently skipped")
+    func jailerRefused() async throws {
+        let backend = FirecrackerBackend(binary: FirecrackerTest.stubPath, jailer: "/usr/bin/jailer")
+        let directory = try FirecrackerTest.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spec = MachineSpec(
+            id: "0123456789ab", runtimeDirectory: directory, kernel: URL(fileURLWithPath: "/k"),
+            rootImage: URL(fileURLWithPath: "/dev/null"), memoryMiB: 128, cpus: 1, hostname: "x", network: false,
+            accelerator: AcceleratorChoice(accelerator: .kvm, reason: "", overridden: false), bootTimeout: .seconds(10))
+        do {
+            _ = try await backend.boot(spec, logger: .disabled)
+            Issue.record("expected the jailer to be refused")
+        } catch let error as SmolVMError {
+            #expect(error.code == .unsupported)
+            #expect(error.message.contains("unset SMOLVM_JAILER"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+}
+
 @Suite("Firecracker with the real binary", .serialized)
 struct FirecrackerRealTests {
     @Test(

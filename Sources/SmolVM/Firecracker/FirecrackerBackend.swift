@@ -132,8 +132,18 @@ struct FirecrackerBackend: Backend {
         return machine
     }
 
-    /// Fails, before anything starts, on a Firecracker older than SmolVM supports.
+    /// Fails, before anything starts, on a Firecracker older than SmolVM supports,
+    /// or when a jailer is configured: `JailerCommandLine` builds its arguments,
+    /// but booting inside its chroot (hard-linking the kernel, the base image and
+    /// the scratch disk into it) is not implemented, and running unjailed when
+    /// the user asked for the jailer would be worse than refusing.
     func checkVersion() async throws {
+        if let jailer {
+            throw SmolVMError(
+                .unsupported,
+                "SMOLVM_JAILER is set (\(jailer)), but this build of SmolVM cannot boot Firecracker through the jailer yet. Fix: unset SMOLVM_JAILER to run Firecracker directly"
+            )
+        }
         let result: Subprocess.Result
         do {
             result = try await Subprocess.run([binary, "--version"], timeout: .seconds(5))
