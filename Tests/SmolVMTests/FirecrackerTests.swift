@@ -524,6 +524,34 @@ struct FirecrackerStubBackendTests {
 }
 
 extension FirecrackerStubBackendTests {
+    @Test("after InstanceStart the stub refuses pre-boot calls, and snapshots of a running VM")
+    func preBootOnlyAfterStart() async throws {
+        let sandbox = try await Sandbox.create(FirecrackerScenario.configuration(host: FirecrackerTest.hostWithStub()))
+        do {
+            guard case .running(let machine as FirecrackerMachine) = await sandbox.state else {
+                throw SmolVMError(.invalidState, "not a running Firecracker machine")
+            }
+            await FirecrackerTest.expectRejected(
+                machine.api, "PUT", "/machine-config", json: #"{"vcpu_count":2,"mem_size_mib":256}"#,
+                "pre-boot only")
+            await FirecrackerTest.expectRejected(
+                machine.api, "PUT", "/drives/extra",
+                json: #"{"drive_id":"extra","is_root_device":false,"is_read_only":true,"path_on_host":"/dev/null"}"#,
+                "pre-boot only")
+            await FirecrackerTest.expectRejected(
+                machine.api, "PUT", "/snapshot/create", json: #"{"mem_file_path":"m","snapshot_path":"s"}"#,
+                "must be paused")
+            await FirecrackerTest.expectRejected(
+                machine.api, "PUT", "/actions", json: #"{"action_type":"InstanceStart"}"#, "already running")
+            let info = try await machine.api.get("/", as: InstanceInfo.self)
+            #expect(info.state == "Running")
+        } catch {
+            await sandbox.delete()
+            throw error
+        }
+        await sandbox.delete()
+    }
+
     @Test("a configured jailer is refused before anything starts, not silently skipped")
     func jailerRefused() async throws {
         let backend = FirecrackerBackend(binary: FirecrackerTest.stubPath, jailer: "/usr/bin/jailer")

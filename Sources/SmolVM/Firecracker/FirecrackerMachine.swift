@@ -27,7 +27,9 @@ final class FirecrackerMachine: VirtualMachine, @unchecked Sendable {
     /// Hybrid vsock to the agent: `CONNECT` + `OK`, then the agent must answer
     /// a ping. Until the guest listens, Firecracker closes each attempt, so
     /// attempts repeat (bounded by `timeout`); a VMM that dies first is
-    /// reported with the end of its log and the guest console.
+    /// reported with the end of its log and the guest console. `channels` is
+    /// not needed here: every host process gets a vsock connection of its own,
+    /// and the agent accepts any number of them.
     func connect(timeout: Duration, channels: Int = 1) async throws {
         let deadline = ContinuousClock.now + timeout
         var lastError: (any Error)?
