@@ -31,5 +31,10 @@ let package = Package(
         .executableTarget(name: "SmolVMCLI", dependencies: ["SmolVM"]),
         .testTarget(name: "SmolVMProtocolTests", dependencies: ["SmolVMProtocol"]),
         .testTarget(name: "SmolVMTests", dependencies: ["SmolVM", "SmolVMSystem", "CSmolVMShims"]),
+        // A stand-in `firecracker` for tests: serves the REST API, checks every request
+        // against firecracker.yaml, and boots the described guest under QEMU.
+        .executableTarget(
+            name: "FirecrackerStub", dependencies: ["SmolVMSystem"], path: "Tests/FirecrackerStub",
+            exclude: ["firecracker.yaml"]),
     ]
 )

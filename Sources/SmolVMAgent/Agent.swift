@@ -31,6 +31,9 @@ final class Agent {
         }
         // Read only now: /proc was not mounted before.
         let commandLine = KernelCommandLine.current()
+        if isInit, let device = commandLine["overlay"] {
+            enterOverlayRoot(scratchDevice: device)
+        }
         if isInit {
             initializeGuest(commandLine)
         }

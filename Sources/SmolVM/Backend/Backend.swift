@@ -104,12 +104,19 @@ enum Backends {
         case .qemu:
             let qemu = QEMUAvailability.check(host)
             guard let binary = qemu.binary else {
-                throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+                throw SmolVMError(
+                    .hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
             }
             return QEMUBackend(binary: binary)
         case .firecracker:
-            throw SmolVMError(
-                .unsupported, "the firecracker backend is not available in this build; use --backend qemu")
+            guard let binary = FirecrackerAvailability.locate(host) else {
+                throw SmolVMError(
+                    .hostUnsupported,
+                    "Firecracker cannot run on this host: \(FirecrackerAvailability.check(host).problem ?? "the firecracker binary was not found")"
+                )
+            }
+            return FirecrackerBackend(
+                binary: binary, jailer: host.environment["SMOLVM_JAILER"].flatMap { $0.isEmpty ? nil : $0 })
         }
     }
 }

@@ -100,18 +100,18 @@ public struct FirecrackerAvailability: Sendable {
             problem = "Firecracker runs only on Linux with KVM; use --backend qemu on \(host.operatingSystem)"
         } else if !kvm.isUsable {
             problem = "\(kvm.summary). Fix: \(kvm.fix ?? ""); or use --backend qemu"
+            if binary == nil {
+                problem! +=
+                    ". Also, the firecracker binary was not found (SMOLVM_FIRECRACKER, ~/.smolvm/bin, PATH): download an official release from github.com/firecracker-microvm/firecracker/releases"
+            }
         } else if binary == nil {
             problem =
                 "the firecracker binary was not found (SMOLVM_FIRECRACKER, ~/.smolvm/bin, PATH). Fix: download a release from github.com/firecracker-microvm/firecracker/releases and put firecracker on PATH; or use --backend qemu"
-        } else {
-            problem = "this build of SmolVM does not include the Firecracker backend yet; use --backend qemu"
         }
         let reason: String? =
             if problem == nil { nil } else if host.operatingSystem != "linux" {
                 "it runs only on Linux"
-            } else if !kvm.isUsable { kvm.summary } else if binary == nil {
-                "the firecracker binary was not found"
-            } else { "this build does not include the Firecracker backend yet" }
+            } else if !kvm.isUsable { kvm.summary } else { "the firecracker binary was not found" }
         return FirecrackerAvailability(binary: binary, kvm: kvm, problem: problem, reason: reason)
     }
 }
