@@ -31,6 +31,30 @@ extension QEMUMachine {
         try copyFile(from: paths.overlay, to: directory.appendingPathComponent(QEMUSnapshotFiles.disk))
     }
 
+    /// Waits for `-incoming` to load (QMP `query-status` leaves `inmigrate`),
+    /// then `cont`.
+    func continueAfterIncoming(timeout: Duration) async throws {
+        let qmp = try await QMPClient.connect(path: paths.qmpSocket.path)
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let status = try await qmp.execute("query-status")
+            switch status["status"] as? String {
+            case "inmigrate":
+                if watcher.hasExited || ContinuousClock.now > deadline {
+                    throw SmolVMError(
+                        .system,
+                        "QEMU did not load the saved state\(watcher.hasExited ? " (it exited)" : " in time"): \(diagnostics())")
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            case "running":
+                return
+            default:
+                try await qmp.execute("cont")
+                return
+            }
+        }
+    }
+
     private func waitForMigration(_ qmp: QMPClient) async throws {
         while true {
             let info = try await qmp.execute("query-migrate")
@@ -49,8 +73,9 @@ extension QEMUMachine {
 }
 
 extension QEMUBackend {
-    /// Starts QEMU with `-incoming` reading a saved state; QEMU resumes the
-    /// guest on its own once the stream is loaded. The new sandbox's disk is a
+    /// Starts QEMU with `-incoming` reading a saved state. The state was saved
+    /// paused, and QEMU keeps a machine in the run state it arrived in, so once
+    /// the stream is loaded a QMP `cont` starts the vCPUs. The new sandbox's disk is a
     /// copy of the saved layer, so the snapshot can be deleted at any time.
     func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
@@ -60,6 +85,7 @@ extension QEMUBackend {
         let state = snapshot.appendingPathComponent(QEMUSnapshotFiles.state)
         let machine = try await launch(spec, incoming: "exec:cat \(shellQuoted(state.path))", logger: logger)
         do {
+            try await machine.continueAfterIncoming(timeout: spec.bootTimeout)
             try await machine.connect(timeout: spec.bootTimeout, channels: spec.agentChannels)
         } catch {
             await machine.kill()
