@@ -36,6 +36,7 @@ final class Agent {
         }
         if isInit {
             initializeGuest(commandLine)
+            mountHostFolders(commandLine)
         }
         let signalFD = smolvm_signalfd_init()
         if signalFD >= 0 { signals = FileDescriptor(rawValue: signalFD) }

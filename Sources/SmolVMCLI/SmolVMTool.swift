@@ -83,7 +83,14 @@ enum SmolVMTool {
                 print(CLICommandHelp.render(command.configuration, commandPath: path), terminator: "")
                 return 0
             }
-            return try await command.init(parsed).run()
+            let instance: any CLICommand
+            do {
+                instance = try command.init(parsed)
+            } catch let error as SmolVMError where error.code == .invalidArgument {
+                // A bad value on the command line (a name, a port, a CIDR) is a usage error.
+                throw UsageError(error.message)
+            }
+            return try await instance.run()
         } catch let error as UsageError {
             report(
                 error.message, json: json, code: "usage", hint: "Run '\(path.joined(separator: " ")) --help' for usage."

@@ -30,6 +30,8 @@ public struct Errno: Error, Sendable, Equatable, Hashable, CustomStringConvertib
     public static let isDirectory = Errno(rawValue: EISDIR)
     public static let notEmpty = Errno(rawValue: ENOTEMPTY)
     public static let notDirectory = Errno(rawValue: ENOTDIR)
+    public static let addressInUse = Errno(rawValue: EADDRINUSE)
+    public static let addressNotAvailable = Errno(rawValue: EADDRNOTAVAIL)
 }
 
 /// Runs a syscall-shaped body until it stops failing with `EINTR`.

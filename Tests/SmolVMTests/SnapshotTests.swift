@@ -203,11 +203,12 @@ struct SnapshotTests {
         var configuration = VMTest.configuration()
         // A memory size no other test uses, so this test sees the first start.
         configuration.memoryMiB = 200
-        let spec = MachineSpec(
+        var spec = MachineSpec(
             id: "probe", runtimeDirectory: configuration.paths.run, kernel: URL(fileURLWithPath: "/"),
             rootImage: URL(fileURLWithPath: "/"), memoryMiB: 200, cpus: 1, hostname: "probe", network: false,
             accelerator: AcceleratorChoice(accelerator: .tcg, reason: "", overridden: false),
             bootTimeout: .seconds(1), agentChannels: Sandbox.agentChannels)
+        spec.connect(configuration.internet, publish: [], mounts: [])
         let prepared = try await Sandbox.prepare(configuration)
         let boot = BootSnapshot(spec: spec, prepared: prepared, paths: configuration.paths)
         boot.discard()

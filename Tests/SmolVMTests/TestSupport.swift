@@ -13,7 +13,7 @@ enum VMTest {
         var configuration = SandboxConfiguration(image: image, memoryMiB: 256)
         configuration.backend = .qemu
         configuration.paths = paths
-        configuration.network = false
+        configuration.internet = .off
         configuration.bootTimeout = .seconds(120)
         return configuration
     }

@@ -9,7 +9,13 @@ struct MachineSpec: Sendable {
     var memoryMiB: Int
     var cpus: Int
     var hostname: String
+    /// Whether the guest has a network card at all.
     var network: Bool
+    /// The card reaches nothing but published ports (QEMU's `restrict=on`).
+    var networkRestricted: Bool = false
+    var publish: [PortPublication] = []
+    /// Validated host folders, in guest mount order.
+    var mounts: [HostMount] = []
     var accelerator: AcceleratorChoice
     var bootTimeout: Duration
     /// Appended to the kernel command line (the benchmark's raw floor uses it).

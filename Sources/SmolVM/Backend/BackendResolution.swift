@@ -17,10 +17,19 @@ public struct BackendResolution: Sendable, Equatable {
     public var source: Source
     public var backend: BackendKind
     public var reason: String
+    /// Set when the sandbox's features overrode the choice `auto` would have
+    /// made (Firecracker), so callers can tell the user.
+    public var featureOverride: String? = nil
 
     /// Resolves without starting anything. Throws, naming what is missing and
     /// how to fix it, when the requested backend cannot run on `host`.
-    public static func resolve(explicit: BackendPreference?, host: HostFacts) throws -> BackendResolution {
+    ///
+    /// `qemuOnly` names a feature of this sandbox that only QEMU provides
+    /// (host folders over 9p, published ports through its user network):
+    /// `auto` then picks QEMU and says why, and an explicit Firecracker fails.
+    public static func resolve(explicit: BackendPreference?, host: HostFacts, qemuOnly: String? = nil) throws
+        -> BackendResolution
+    {
         let requested: BackendPreference
         let source: Source
         if let explicit {
@@ -37,6 +46,12 @@ public struct BackendResolution: Sendable, Equatable {
         let qemu = QEMUAvailability.check(host)
         switch requested {
         case .firecracker:
+            if let qemuOnly {
+                throw SmolVMError(
+                    .unsupported,
+                    "the Firecracker backend cannot provide \(qemuOnly): Firecracker has no shared-folder device and SmolVM publishes ports only through QEMU's user network. Fix: use --backend qemu (or auto)"
+                )
+            }
             if let problem = firecracker.problem {
                 throw SmolVMError(.hostUnsupported, "Firecracker cannot run on this host: \(problem)")
             }
@@ -54,6 +69,13 @@ public struct BackendResolution: Sendable, Equatable {
         case .auto:
             // A bad SMOLVM_ACCEL is the user's explicit choice failing: say that, not "no backend".
             if let error = qemu.acceleratorError { throw error }
+            if let qemuOnly, qemu.problem == nil {
+                let reason = "this sandbox uses \(qemuOnly), which only QEMU provides"
+                let firecrackerWouldRun = host.operatingSystem == "linux" && firecracker.problem == nil
+                return BackendResolution(
+                    requested: requested, source: source, backend: .qemu, reason: reason,
+                    featureOverride: firecrackerWouldRun ? "using QEMU instead of Firecracker: \(reason)" : nil)
+            }
             if host.operatingSystem == "linux", firecracker.problem == nil {
                 return BackendResolution(
                     requested: requested, source: source, backend: .firecracker,

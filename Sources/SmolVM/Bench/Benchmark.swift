@@ -52,7 +52,7 @@ public enum Benchmark {
         var configuration = SandboxConfiguration(
             image: options.image, memoryMiB: options.memoryMiB, cpus: 1, backend: .qemu)
         configuration.paths = options.paths
-        configuration.network = false
+        configuration.internet = .off
         // Cold starts boot the kernel; snapshot-fast starts are measured on their own below.
         configuration.startFromSnapshot = false
         let version =

@@ -12,6 +12,28 @@ struct QEMUCommandLine {
         channel == 0 ? "org.smolvm.agent" : "org.smolvm.agent.\(channel)"
     }
 
+    static func mountTag(_ index: Int) -> String { "smolvm\(index)" }
+
+    /// QEMU splits option values at commas; a literal comma is written twice.
+    static func optionEscaped(_ value: String) -> String { value.replacingOccurrences(of: ",", with: ",,") }
+
+    /// Kernel parameters end at spaces and cannot be quoted reliably, so paths
+    /// travel percent-encoded; the agent decodes them.
+    static func percentEncoded(_ path: String) -> String {
+        var text = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "/"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "-"):
+                text.append(Character(UnicodeScalar(byte)))
+            default:
+                text += String(format: "%%%02X", byte)
+            }
+        }
+        return text
+    }
+
     var binary: String
     var spec: MachineSpec
     var paths: QEMURuntimePaths
@@ -29,6 +51,9 @@ struct QEMUCommandLine {
         if spec.network {
             // QEMU's user-mode network: the guest is 10.0.2.15, the host's NAT gateway 10.0.2.2, DNS 10.0.2.3.
             arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
+        }
+        for (index, mount) in spec.mounts.enumerated() {
+            arguments.append("smolvm.mount\(index)=\(mount.writable ? "rw" : "ro"):\(Self.percentEncoded(mount.guestPath))")
         }
         arguments += spec.extraKernelArguments
         return arguments.joined(separator: " ")
@@ -63,9 +88,24 @@ struct QEMUCommandLine {
             "-device", "virtio-rng-device",
         ]
         if spec.network {
+            var netdev = "user,id=net0"
+            // The guest reaches nothing, not even the host; forwarded ports still work.
+            if spec.networkRestricted { netdev += ",restrict=on" }
+            for publication in spec.publish {
+                netdev += ",hostfwd=tcp:\(publication.hostAddress):\(publication.hostPort)-:\(publication.guestPort)"
+            }
             args += [
-                "-netdev", "user,id=net0",
+                "-netdev", netdev,
                 "-device", "virtio-net-device,netdev=net0,mac=\(MachineSpec.formatMACAddress(spec.macAddress))",
+            ]
+        }
+        for (index, mount) in spec.mounts.enumerated() {
+            // A read-only export is enforced by QEMU; the guest layers its own changes over it.
+            args += [
+                "-fsdev",
+                "local,id=fs\(index),path=\(Self.optionEscaped(mount.hostPath)),security_model=none"
+                    + (mount.writable ? "" : ",readonly=on"),
+                "-device", "virtio-9p-device,fsdev=fs\(index),mount_tag=\(Self.mountTag(index))",
             ]
         }
         if let incoming { args += ["-incoming", incoming] }

@@ -14,6 +14,8 @@ extension Sandbox {
     {
         if let requestedName { try SandboxName.validate(requestedName) }
         let prepared = try await prepare(configuration)
+        try configuration.checkPublishedPorts()
+        if let note = prepared.resolution.featureOverride { logger.warning(note) }
         return try await createNamed(requestedName, configuration, prepared: prepared, logger: logger) { spec in
             try await startMachine(spec, prepared: prepared, configuration: configuration, logger: logger)
         }
@@ -38,7 +40,8 @@ extension Sandbox {
         var record = SandboxRecord(
             name: requestedName ?? "", id: id, backend: prepared.resolution.backend.rawValue, image: configuration.image,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, environment: configuration.environment,
-            network: configuration.network, status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
+            internet: configuration.internet, publish: configuration.publish, mounts: prepared.mounts,
+            status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
             runtimeDirectory: directory.path, kernel: prepared.kernel.url.path, rootImage: prepared.image.url.path,
             lastError: nil)
         do {
@@ -91,8 +94,9 @@ extension Sandbox {
         var spec = MachineSpec(
             id: record.id, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
             kernel: URL(fileURLWithPath: record.kernel), rootImage: URL(fileURLWithPath: record.rootImage),
-            memoryMiB: record.memoryMiB, cpus: record.cpus, hostname: record.name, network: record.network,
+            memoryMiB: record.memoryMiB, cpus: record.cpus, hostname: record.name, network: false,
             accelerator: accelerator, bootTimeout: timeout)
+        spec.connect(record.internet, publish: record.publish, mounts: record.mounts)
         spec.agentChannels = agentChannels
         spec.detached = true
         spec.reuseOverlay = reuseOverlay
@@ -103,7 +107,9 @@ extension Sandbox {
         var configuration = SandboxConfiguration(
             image: record.image, memoryMiB: record.memoryMiB, cpus: record.cpus,
             backend: BackendPreference(rawValue: record.backend), environment: record.environment)
-        configuration.network = record.network
+        configuration.internet = record.internet
+        configuration.publish = record.publish
+        configuration.mounts = record.mounts
         configuration.paths = paths
         return configuration
     }
@@ -188,6 +194,7 @@ extension Sandbox {
         }
         let configuration = configuration(for: record, paths: paths)
         let prepared = try await prepare(configuration)
+        try configuration.checkPublishedPorts()
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
         guard prepared.backend.hasWritableLayer(in: directory) else {
             throw SmolVMError(

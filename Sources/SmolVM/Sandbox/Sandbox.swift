@@ -99,6 +99,8 @@ public actor Sandbox {
         async throws -> Sandbox
     {
         let prepared = try await prepare(configuration)
+        try configuration.checkPublishedPorts()
+        if let note = prepared.resolution.featureOverride { logger.warning(note) }
         let paths = configuration.paths
         RuntimeJanitor(paths: paths, logger: logger).sweep()
         let id = Self.makeID()
@@ -107,11 +109,12 @@ public actor Sandbox {
         guard let lock = try FileLock.tryAcquire(directory.appendingPathComponent("lock").path) else {
             throw SmolVMError(.busy, "the runtime directory \(directory.path) is in use")
         }
-        let spec = MachineSpec(
+        var spec = MachineSpec(
             id: id, runtimeDirectory: directory, kernel: prepared.kernel.url, rootImage: prepared.image.url,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "smolvm-\(id.prefix(8))",
-            network: configuration.network, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout,
+            network: false, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout,
             agentChannels: agentChannels)
+        spec.connect(configuration.internet, publish: configuration.publish, mounts: prepared.mounts)
         do {
             let (machine, startKind) = try await startMachine(
                 spec, prepared: prepared, configuration: configuration, logger: logger)
@@ -134,13 +137,19 @@ public actor Sandbox {
         var accelerator: AcceleratorChoice
         var kernel: VerifiedArtifact
         var image: VerifiedArtifact
+        /// The configuration's host folders, resolved and checked.
+        var mounts: [HostMount]
     }
 
     /// Everything checked before any process starts: the configuration, the
     /// backend, and the kernel and image with their checksums.
     static func prepare(_ configuration: SandboxConfiguration) async throws -> Prepared {
         try configuration.validate()
-        let resolution = try BackendResolution.resolve(explicit: configuration.backend, host: configuration.host)
+        let mounts = try configuration.validateNetworkAndMounts()
+        let qemuOnly =
+            !mounts.isEmpty ? "host folders (--mount)" : !configuration.publish.isEmpty ? "published ports (--publish)" : nil
+        let resolution = try BackendResolution.resolve(
+            explicit: configuration.backend, host: configuration.host, qemuOnly: qemuOnly)
         try configuration.paths.prepareHome()
         let backend = try Backends.make(resolution.backend, host: configuration.host)
         let accelerator: AcceleratorChoice
@@ -165,7 +174,8 @@ public actor Sandbox {
             )
         }
         return Prepared(
-            resolution: resolution, backend: backend, accelerator: accelerator, kernel: kernel, image: image)
+            resolution: resolution, backend: backend, accelerator: accelerator, kernel: kernel, image: image,
+            mounts: mounts)
     }
 
     /// Creates a sandbox, runs `body`, and deletes the sandbox afterwards,

@@ -13,8 +13,14 @@ public struct SandboxConfiguration: Sendable {
     public var backend: BackendPreference?
     /// Added to every command's environment (a command's own values win).
     public var environment: [String: String] = [:]
-    /// NAT networking to the outside (QEMU user-mode networking).
-    public var network: Bool = true
+    /// What the guest may reach: everything through NAT (the default), nothing,
+    /// or only some IPv4 ranges.
+    public var internet: InternetAccess = .on
+    /// Guest TCP ports reachable on host addresses; they work in every internet mode.
+    public var publish: [PortPublication] = []
+    /// Host folders shown to the guest. Sandboxes with mounts boot cold and use
+    /// QEMU (its 9p device); they cannot be snapshotted.
+    public var mounts: [HostMount] = []
     /// Start from the boot snapshot for this configuration when one exists
     /// (making it on first use), instead of booting the kernel; several times
     /// faster. False forces a full boot (`--cold`).

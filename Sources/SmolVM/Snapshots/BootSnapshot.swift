@@ -22,7 +22,7 @@ struct BootSnapshot {
             "vmm-stamp=\(vmmStamp.map { "\($0.size)-\($0.modified)-\($0.inode)" } ?? "none")",
             "accelerator=\(prepared.accelerator.accelerator)", "kernel=\(prepared.kernel.manifest.sha256)",
             "image=\(prepared.image.manifest.sha256)", "memory=\(spec.memoryMiB)", "cpus=\(spec.cpus)",
-            "channels=\(spec.agentChannels)", "network=\(spec.network)",
+            "channels=\(spec.agentChannels)", "network=\(spec.network)", "restricted=\(spec.networkRestricted)",
             "kernel-arguments=\(spec.extraKernelArguments.joined(separator: " "))",
             "protocol=\(SmolVMProtocol.protocolVersion)",
         ]
@@ -107,7 +107,8 @@ extension Sandbox {
     static func startMachine(
         _ spec: MachineSpec, prepared: Prepared, configuration: SandboxConfiguration, logger: Logger
     ) async throws -> (any VirtualMachine, StartKind) {
-        guard configuration.startFromSnapshot, prepared.backend.supportsSnapshots else {
+        // A 9p export cannot be migrated, and the device set differs from every boot snapshot's.
+        guard configuration.startFromSnapshot, spec.mounts.isEmpty, prepared.backend.supportsSnapshots else {
             return (try await prepared.backend.boot(spec, logger: logger), .coldBoot)
         }
         let boot = BootSnapshot(spec: spec, prepared: prepared, paths: configuration.paths)
@@ -142,11 +143,16 @@ extension Sandbox {
         guard prepared.backend.supportsSnapshots else {
             throw SmolVMError.unsupported("boot snapshots", backend: prepared.backend.kind.rawValue)
         }
-        let probe = MachineSpec(
+        guard configuration.mounts.isEmpty else {
+            throw SmolVMError(
+                .invalidArgument, "sandboxes with host folders always boot cold, so there is nothing to warm")
+        }
+        var probe = MachineSpec(
             id: "warm", runtimeDirectory: configuration.paths.run, kernel: prepared.kernel.url,
             rootImage: prepared.image.url, memoryMiB: configuration.memoryMiB, cpus: configuration.cpus,
-            hostname: "warm", network: configuration.network, accelerator: prepared.accelerator,
+            hostname: "warm", network: false, accelerator: prepared.accelerator,
             bootTimeout: configuration.bootTimeout, agentChannels: agentChannels)
+        probe.connect(configuration.internet, publish: configuration.publish, mounts: [])
         if BootSnapshot(spec: probe, prepared: prepared, paths: configuration.paths).exists { return false }
         let sandbox = try await create(configuration, logger: logger)
         await sandbox.delete()

@@ -17,6 +17,12 @@ extension Sandbox {
                 .invalidArgument, "a snapshot named '\(name)' already exists; pick another name or delete it first")
         }
         let machine = try runningMachine()
+        guard configuration.mounts.isEmpty else {
+            throw SmolVMError(
+                .unsupported,
+                "sandbox \(displayName) has host folders mounted, and a 9p mount cannot be saved in a snapshot. Fix: snapshot a sandbox created without --mount"
+            )
+        }
         let prepared = try await Sandbox.prepare(configuration)
         guard prepared.image.url.path == baseImage else {
             throw SmolVMError(
@@ -73,7 +79,8 @@ extension Sandbox {
             vmm: .init(path: prepared.backend.binary, stamp: vmmStamp),
             accelerator: prepared.accelerator.accelerator, protocolVersion: SmolVMProtocol.protocolVersion,
             kernel: .init(prepared.kernel), image: .init(prepared.image), memoryMiB: configuration.memoryMiB,
-            cpus: configuration.cpus, agentChannels: agentChannels, network: configuration.network,
+            cpus: configuration.cpus, agentChannels: agentChannels,
+            network: configuration.internet != .off || !configuration.publish.isEmpty, internet: configuration.internet,
             environment: configuration.environment,
             files: try await SnapshotManifest.describeFiles(in: directory))
         try manifest.save(in: directory)
@@ -100,7 +107,7 @@ extension Sandbox {
         var configuration = SandboxConfiguration(
             image: manifest.image.name, memoryMiB: manifest.memoryMiB, cpus: manifest.cpus,
             backend: BackendPreference(rawValue: manifest.backend.rawValue), environment: manifest.environment)
-        configuration.network = manifest.network
+        configuration.internet = manifest.internet ?? (manifest.network ? .on : .off)
         configuration.paths = paths
         return configuration
     }
@@ -135,6 +142,12 @@ extension Sandbox {
         return try await createNamed(requestedName, configuration, prepared: prepared, logger: logger) { spec in
             var spec = spec
             spec.agentChannels = manifest.agentChannels
+            // Published ports stay with the source sandbox, but its card is in the
+            // saved device state: keep one, reaching nothing, when the internet is off.
+            if manifest.network && !spec.network {
+                spec.network = true
+                spec.networkRestricted = true
+            }
             let machine = try await prepared.backend.restore(spec, from: directory, logger: logger)
             do {
                 try await refreshIdentity(of: machine, spec: spec)

@@ -50,7 +50,10 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     public var memoryMiB: Int
     public var cpus: Int
     public var agentChannels: Int
+    /// Whether the machine has a network card (its device state is in the snapshot).
     public var network: Bool
+    /// The source sandbox's internet mode; nil in snapshots from before it existed.
+    public var internet: InternetAccess?
     /// The source sandbox's environment, so a restored sandbox behaves the same.
     public var environment: [String: String]
     public var files: [String: File]

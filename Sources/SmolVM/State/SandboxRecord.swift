@@ -20,7 +20,9 @@ public struct SandboxRecord: Sendable, Codable, Equatable {
     public var memoryMiB: Int
     public var cpus: Int
     public var environment: [String: String]
-    public var network: Bool
+    public var internet: InternetAccess
+    public var publish: [PortPublication]
+    public var mounts: [HostMount]
     public var status: Status
     /// The VMM's pid and its start time in clock ticks since boot: together
     /// they identify the process even after the pid is reused.

@@ -33,6 +33,11 @@ public final class StateStore: Sendable {
         )
         """,
         "CREATE INDEX sandboxes_status ON sandboxes(status)",
+        // `network` stays for older readers; `internet` is what counts from here on.
+        "ALTER TABLE sandboxes ADD COLUMN internet TEXT NOT NULL DEFAULT 'on'",
+        "UPDATE sandboxes SET internet = 'off' WHERE network = 0",
+        "ALTER TABLE sandboxes ADD COLUMN publish TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE sandboxes ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]'",
     ]
 
     public init(paths: SmolVMPaths) throws {
@@ -71,8 +76,9 @@ public final class StateStore: Sendable {
             try database.execute(
                 """
                 INSERT INTO sandboxes (name, id, backend, image, memory_mib, cpus, environment, network, status,
-                    vmm_pid, vmm_start_time, created, runtime_dir, kernel, root_image, last_error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    vmm_pid, vmm_start_time, created, runtime_dir, kernel, root_image, last_error, internet,
+                    publish, mounts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, values(record))
         }
     }
@@ -86,7 +92,7 @@ public final class StateStore: Sendable {
                 """
                 UPDATE sandboxes SET id = ?, backend = ?, image = ?, memory_mib = ?, cpus = ?, environment = ?,
                     network = ?, status = ?, vmm_pid = ?, vmm_start_time = ?, created = ?, runtime_dir = ?, kernel = ?,
-                    root_image = ?, last_error = ? WHERE name = ?
+                    root_image = ?, last_error = ?, internet = ?, publish = ?, mounts = ? WHERE name = ?
                 """, parameters)
         }
     }
@@ -134,11 +140,17 @@ public final class StateStore: Sendable {
         return arguments.contains(record.runtimeDirectory) && !isZombie(pid) ? pid : nil
     }
 
+    /// True once the process has fully exited and only its exit status is
+    /// left. A killed multi-threaded process shows its leader as a zombie while
+    /// the other threads still tear down, holding its sockets and files; it
+    /// counts as exited only when no other thread is left.
     static func isZombie(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return false }
-        return stat[stat.index(after: close)...].hasPrefix(" Z")
+        guard stat[stat.index(after: close)...].hasPrefix(" Z") else { return false }
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.count ?? 0
+        return threads <= 1
     }
 
     private func reconcile(_ record: SandboxRecord) throws -> SandboxRecord {
@@ -175,16 +187,19 @@ public final class StateStore: Sendable {
     // MARK: Encoding
 
     private func values(_ record: SandboxRecord) -> [Database.Value] {
-        let environment =
-            (try? JSONEncoder().encode(record.environment)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        func json(_ value: some Encodable) -> String {
+            (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        }
+        let environment = json(record.environment)
         return [
             .text(record.name), .text(record.id), .text(record.backend), .text(record.image),
             .integer(Int64(record.memoryMiB)), .integer(Int64(record.cpus)), .text(environment),
-            .integer(record.network ? 1 : 0), .text(record.status.rawValue),
+            .integer(record.internet == .off ? 0 : 1), .text(record.status.rawValue),
             record.vmmPID.map { .integer(Int64($0)) } ?? .null,
             record.vmmStartTime.map { .integer(Int64($0)) } ?? .null,
             .real(record.created.timeIntervalSince1970), .text(record.runtimeDirectory), .text(record.kernel),
             .text(record.rootImage), record.lastError.map { .text($0) } ?? .null,
+            .text(record.internet.description), .text(json(record.publish)), .text(json(record.mounts)),
         ]
     }
 
@@ -197,10 +212,20 @@ public final class StateStore: Sendable {
         }
         let environmentJSON = row["environment"]?.string ?? "{}"
         let environment = (try? JSONDecoder().decode([String: String].self, from: Data(environmentJSON.utf8))) ?? [:]
+        // A record this smolvm cannot read back fails loudly: booting it with
+        // the wrong network or without its folders would be worse.
+        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+            do {
+                return try JSONDecoder().decode(type, from: Data((row[key]?.string ?? "[]").utf8))
+            } catch {
+                throw SmolVMError(.corrupted, "the state database has an unreadable \(key) value", underlying: error)
+            }
+        }
         return SandboxRecord(
             name: try text("name"), id: try text("id"), backend: try text("backend"), image: try text("image"),
             memoryMiB: Int(row["memory_mib"]?.integer ?? 0), cpus: Int(row["cpus"]?.integer ?? 1),
-            environment: environment, network: (row["network"]?.integer ?? 1) != 0,
+            environment: environment, internet: try InternetAccess(stored: row["internet"]?.string ?? "on"),
+            publish: try decode([PortPublication].self, "publish"), mounts: try decode([HostMount].self, "mounts"),
             status: SandboxRecord.Status(rawValue: try text("status")) ?? .error,
             vmmPID: row["vmm_pid"]?.integer.map { Int32($0) },
             vmmStartTime: row["vmm_start_time"]?.integer.map { UInt64($0) },

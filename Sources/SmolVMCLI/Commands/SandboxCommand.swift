@@ -24,6 +24,7 @@ struct SandboxCommand: CLICommand {
             SandboxCreateCommand.self, SandboxListCommand.self, SandboxInfoCommand.self, SandboxExecCommand.self,
             SandboxStopCommand.self, SandboxStartCommand.self, SandboxDeleteCommand.self, SandboxLogsCommand.self,
             SandboxFileCommand.self, SandboxShellCommand.self, SandboxPauseCommand.self, SandboxResumeCommand.self,
+            SandboxPortsCommand.self,
         ])
 
     init(_ arguments: ParsedArguments) throws {
@@ -171,7 +172,9 @@ struct SandboxInfoCommand: CLICommand {
         let rows: [(String, String)] = [
             ("name", record.name), ("id", record.id), ("status", record.status.rawValue), ("backend", record.backend),
             ("image", record.image), ("memory", "\(record.memoryMiB) MiB"), ("cpus", "\(record.cpus)"),
-            ("vmm pid", record.vmmPID.map(String.init) ?? "-"),
+            ("vmm pid", record.vmmPID.map(String.init) ?? "-"), ("internet", record.internet.description),
+            ("ports", record.publish.isEmpty ? "-" : record.publish.map(\.description).joined(separator: ", ")),
+            ("mounts", record.mounts.isEmpty ? "-" : record.mounts.map(\.description).joined(separator: ", ")),
             ("created", ISO8601DateFormatter().string(from: record.created)),
             ("directory", record.runtimeDirectory), ("last error", record.lastError ?? "-"),
         ]
@@ -513,4 +516,32 @@ struct SandboxResumeCommand: SandboxLifecycleCommand {
     let name: String
     let json: Bool
     static func perform(_ name: String) async throws -> SandboxRecord { try await Sandbox.resume(named: name) }
+}
+
+struct SandboxPortsCommand: CLICommand {
+    static let configuration = CommandConfiguration(
+        name: "ports", abstract: "List a sandbox's published ports: host address and port, then guest port.",
+        usage: "NAME",
+        examples: ["smolvm sandbox create --name web -p 8080:80", "smolvm sandbox ports web"],
+        options: [.flag("--json", help: "Print JSON.")])
+
+    let name: String
+    let json: Bool
+
+    init(_ arguments: ParsedArguments) throws {
+        name = try SandboxCommand.name(arguments, "ports")
+        json = arguments.flag("--json")
+    }
+
+    func run() async throws -> Int32 {
+        let record = try Sandbox.info(named: name)
+        if json {
+            Output.printEnvelope(ok: true, data: Output.jsonObject(record.publish), error: nil)
+            return 0
+        }
+        for publication in record.publish {
+            print("\(publication.hostAddress):\(publication.hostPort) -> \(publication.guestPort)/tcp")
+        }
+        return 0
+    }
 }

@@ -10,6 +10,15 @@ enum SandboxOptions {
         .value(
             "--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
         .flag("--cold", help: "Boot the kernel instead of starting from the boot snapshot of this configuration."),
+        .value("--internet", valueName: "MODE", help: "on (NAT, the default), off (no route out) or restricted."),
+        .repeating("--allow", valueName: "CIDR", help: "With --internet restricted: an IPv4 range the guest may reach."),
+        .repeating(
+            "--publish", "-p", valueName: "[HOSTIP:]HOSTPORT:GUESTPORT",
+            help: "Make a guest TCP port reachable on the host (default host address 127.0.0.1)."),
+        .repeating(
+            "--mount", valueName: "HOSTDIR[:GUESTDIR]",
+            help: "Show a host folder in the guest (default /workspace); guest changes stay in the sandbox."),
+        .flag("--writable-mounts", help: "Let guest writes to --mount folders reach the host."),
     ]
 
     static func configuration(_ arguments: ParsedArguments) throws -> SandboxConfiguration {
@@ -18,6 +27,18 @@ enum SandboxOptions {
         if let memory = try arguments.integer("--memory", in: 64...1_048_576) { configuration.memoryMiB = memory }
         if let cpus = try arguments.integer("--cpus", in: 1...64) { configuration.cpus = cpus }
         configuration.startFromSnapshot = !arguments.flag("--cold")
+        let allow = try arguments.all("--allow").map { try IPv4Range(parsing: $0) }
+        if let internet = arguments.value("--internet") {
+            configuration.internet = try InternetAccess(parsing: internet, allow: allow)
+        } else if !allow.isEmpty {
+            throw UsageError("--allow only applies to --internet restricted")
+        }
+        configuration.publish = try arguments.all("--publish").map { try PortPublication(parsing: $0) }
+        let writable = arguments.flag("--writable-mounts")
+        configuration.mounts = try arguments.all("--mount").map { try HostMount(parsing: $0, writable: writable) }
+        if writable && configuration.mounts.isEmpty {
+            throw UsageError("--writable-mounts applies to --mount folders, and none was given")
+        }
         if let backend = arguments.value("--backend") {
             configuration.backend = try BackendPreference(parsing: backend)
         }
