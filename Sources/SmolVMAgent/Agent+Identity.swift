@@ -12,7 +12,9 @@ extension Agent {
         do {
             update = try IdentityUpdate(decoding: frame.payload)
         } catch {
-            reply(error: RemoteError(code: .badRequest, message: "identity: \(error)"), id: frame.requestID, on: connection)
+            reply(
+                error: RemoteError(code: .badRequest, message: "identity: \(error)"), id: frame.requestID,
+                on: connection)
             return
         }
         var failures: [String] = []

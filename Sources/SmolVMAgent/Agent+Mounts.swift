@@ -13,7 +13,8 @@ extension Agent {
     func mountHostFolders(_ commandLine: KernelCommandLine) {
         for index in 0..<Self.maxMounts {
             guard let value = commandLine["mount\(index)"] else { continue }
-            guard let colon = value.firstIndex(of: ":"), let path = Self.percentDecoded(value[value.index(after: colon)...])
+            guard let colon = value.firstIndex(of: ":"),
+                let path = Self.percentDecoded(value[value.index(after: colon)...])
             else {
                 Log.info("mount\(index): cannot parse '\(value)'")
                 continue

@@ -57,7 +57,7 @@ struct FrameEncodingTests {
             .exec: 0x10, .stdin: 0x11, .stdinClose: 0x12, .stdout: 0x13, .stderr: 0x14,
             .exit: 0x15, .signal: 0x16, .started: 0x17, .resize: 0x18,
             .writeFile: 0x20, .readFile: 0x21, .fileData: 0x22, .fileEnd: 0x23, .fileInfo: 0x24,
-            .shutdown: 0x30, .sync: 0x31,
+            .shutdown: 0x30, .sync: 0x31, .identity: 0x32,
         ]
         #expect(FrameKind.allCases.count == expected.count)
         for kind in FrameKind.allCases {
@@ -254,7 +254,7 @@ struct FrameRejectionTests {
     }
 
     @Test func unknownKindThrows() throws {
-        for kind: UInt8 in [0x00, 0x06, 0x0F, 0x19, 0x25, 0x32, 0x7F, 0xFF] {
+        for kind: UInt8 in [0x00, 0x06, 0x0F, 0x19, 0x25, 0x33, 0x7F, 0xFF] {
             var decoder = FrameDecoder()
             decoder.append(rawHeader(length: 0, kind: kind))
             #expect(throws: ProtocolError.unknownFrameKind(kind)) { try decoder.next() }

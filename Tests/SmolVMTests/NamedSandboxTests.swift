@@ -134,7 +134,8 @@ struct NamedSandboxTests {
             SandboxRecord(
                 name: name, id: "0123456789ab", backend: "qemu", image: "minimal", memoryMiB: 256, cpus: 1,
                 environment: [:],
-                internet: .off, publish: [], mounts: [], status: .running, vmmPID: getpid(), vmmStartTime: Spawn.startTime(getpid()) + 12345,
+                internet: .off, publish: [], mounts: [], status: .running, vmmPID: getpid(),
+                vmmStartTime: Spawn.startTime(getpid()) + 12345,
                 created: Date(), runtimeDirectory: home.home.path + "/x", kernel: "/k", rootImage: "/r", lastError: nil)
         )
         let record = try store.record(named: name)
@@ -161,7 +162,8 @@ struct NamedSandboxTests {
         try store.insert(
             SandboxRecord(
                 name: "orphan", id: "0123456789ab", backend: "qemu", image: "minimal", memoryMiB: 256, cpus: 1,
-                environment: [:], internet: .off, publish: [], mounts: [], status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
+                environment: [:], internet: .off, publish: [], mounts: [], status: .starting, vmmPID: nil,
+                vmmStartTime: nil, created: Date(),
                 runtimeDirectory: directory.path, kernel: "/k", rootImage: "/r", lastError: nil))
         let record = try store.record(named: "orphan")
         #expect(record.status == .error)

@@ -1,11 +1,12 @@
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import SmolVMSystem
 import Testing
 
 @testable import SmolVM
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Internet modes, published ports and host folders, with real VMs. Traffic
 /// goes only to loopback and to QEMU's own user-network addresses.
@@ -43,7 +44,7 @@ struct NetworkTests {
         var configuration = VMTest.configuration()
         configuration.internet = .off
         try await Sandbox.withSandbox(configuration) { sandbox in
-            let result = try await sandbox.run(Command.shell( "nc -w 2 10.0.2.2 80 </dev/null; echo status=$?"))
+            let result = try await sandbox.run(Command.shell("nc -w 2 10.0.2.2 80 </dev/null; echo status=$?"))
             #expect(result.stdoutText.contains("status=1"), "\(result.stdoutText) \(result.stderrText)")
             let interfaces = try await sandbox.run(["ls", "/sys/class/net"]).stdoutText
             #expect(interfaces == "lo\n")
@@ -92,7 +93,7 @@ struct NetworkTests {
         let sandbox = try await Sandbox.create(configuration)
         do {
             _ = try await sandbox.run(
-                Command.shell( "mkdir -p /srv && echo published > /srv/index.html && (httpd -p 8080 -h /srv &)"))
+                Command.shell("mkdir -p /srv && echo published > /srv/index.html && (httpd -p 8080 -h /srv &)"))
             let body = await Self.httpGet(port: port, path: "/index.html")
             #expect(body == "published\n")
         }
@@ -159,9 +160,11 @@ struct NetworkTests {
         #expect(try HostMount(parsing: "/a:b").hostPath == "/a:b")
         #expect(try HostMount(parsing: "/a:/b").guestPath == "/b")
         #expect(try HostMount(parsing: ".").guestPath == "/workspace")
-        #expect(try InternetAccess(stored: "restricted:10.0.0.0/8,192.0.2.1/32") == .restricted(allow: [
-            try IPv4Range(parsing: "10.0.0.0/8"), try IPv4Range(parsing: "192.0.2.1"),
-        ]))
+        #expect(
+            try InternetAccess(stored: "restricted:10.0.0.0/8,192.0.2.1/32")
+                == .restricted(allow: [
+                    try IPv4Range(parsing: "10.0.0.0/8"), try IPv4Range(parsing: "192.0.2.1"),
+                ]))
         #expect(QEMUCommandLine.percentEncoded("/my dir/ü") == "/my%20dir/%C3%BC")
         #expect(QEMUCommandLine.optionEscaped("/a,b") == "/a,,b")
     }
@@ -193,11 +196,12 @@ struct NetworkTests {
                 ))
             #expect(write.exitCode == 0, "\(write.stderrText)")
             #expect(write.stdoutText == "guest\n")
-            let escape = try await sandbox.run(Command.shell( "cat '/mnt/my project/escape'"))
+            let escape = try await sandbox.run(Command.shell("cat '/mnt/my project/escape'"))
             #expect(!escape.stdoutText.contains("host secret"))
         }
         #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("new.txt").path))
-        #expect(try String(contentsOf: folder.appendingPathComponent("hello.txt"), encoding: .utf8) == "from the host\n")
+        #expect(
+            try String(contentsOf: folder.appendingPathComponent("hello.txt"), encoding: .utf8) == "from the host\n")
         #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent(odd).path))
     }
 
@@ -212,7 +216,9 @@ struct NetworkTests {
         ])
         #expect(created.status == 0, "\(String(decoding: created.stderr, as: UTF8.self))")
         defer { Task { try? await Sandbox.delete(named: name, force: true) } }
-        let write = try await VMTest.cli(["sandbox", "exec", name, "--", "sh", "-c", "echo through > /workspace/out.txt"])
+        let write = try await VMTest.cli([
+            "sandbox", "exec", name, "--", "sh", "-c", "echo through > /workspace/out.txt",
+        ])
         #expect(write.status == 0)
         #expect(try String(contentsOf: folder.appendingPathComponent("out.txt"), encoding: .utf8) == "through\n")
         #expect(try await VMTest.cli(["sandbox", "stop", name]).status == 0)
@@ -266,7 +272,8 @@ struct NetworkTests {
         #expect(String(decoding: ports.stdout, as: UTF8.self) == "127.0.0.1:\(port) -> 8080/tcp\n")
         // Published ports work with the internet off, and the guest still reaches nothing.
         _ = try await VMTest.cli([
-            "sandbox", "exec", name, "--", "sh", "-c", "mkdir -p /srv && echo off-but-published > /srv/i && (httpd -p 8080 -h /srv &)",
+            "sandbox", "exec", name, "--", "sh", "-c",
+            "mkdir -p /srv && echo off-but-published > /srv/i && (httpd -p 8080 -h /srv &)",
         ])
         #expect(await Self.httpGet(port: port, path: "/i") == "off-but-published\n")
         let out = try await VMTest.cli(["sandbox", "exec", name, "--", "sh", "-c", "nc -w 2 10.0.2.2 80 </dev/null"])

@@ -53,7 +53,8 @@ struct QEMUCommandLine {
             arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
         }
         for (index, mount) in spec.mounts.enumerated() {
-            arguments.append("smolvm.mount\(index)=\(mount.writable ? "rw" : "ro"):\(Self.percentEncoded(mount.guestPath))")
+            arguments.append(
+                "smolvm.mount\(index)=\(mount.writable ? "rw" : "ro"):\(Self.percentEncoded(mount.guestPath))")
         }
         arguments += spec.extraKernelArguments
         return arguments.joined(separator: " ")

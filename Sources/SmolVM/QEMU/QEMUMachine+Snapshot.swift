@@ -43,7 +43,8 @@ extension QEMUMachine {
                 if watcher.hasExited || ContinuousClock.now > deadline {
                     throw SmolVMError(
                         .system,
-                        "QEMU did not load the saved state\(watcher.hasExited ? " (it exited)" : " in time"): \(diagnostics())")
+                        "QEMU did not load the saved state\(watcher.hasExited ? " (it exited)" : " in time"): \(diagnostics())"
+                    )
                 }
                 try await Task.sleep(for: .milliseconds(2))
             case "running":

@@ -38,7 +38,8 @@ extension Sandbox {
         }
         defer { lifecycle.release() }
         var record = SandboxRecord(
-            name: requestedName ?? "", id: id, backend: prepared.resolution.backend.rawValue, image: configuration.image,
+            name: requestedName ?? "", id: id, backend: prepared.resolution.backend.rawValue,
+            image: configuration.image,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, environment: configuration.environment,
             internet: configuration.internet, publish: configuration.publish, mounts: prepared.mounts,
             status: .starting, vmmPID: nil, vmmStartTime: nil, created: Date(),
@@ -161,7 +162,8 @@ extension Sandbox {
         guard let kind = BackendKind(rawValue: record.backend) else {
             throw SmolVMError(
                 .corrupted,
-                "sandbox '\(record.name)' was created with backend '\(record.backend)', which this smolvm does not know")
+                "sandbox '\(record.name)' was created with backend '\(record.backend)', which this smolvm does not know"
+            )
         }
         return kind
     }

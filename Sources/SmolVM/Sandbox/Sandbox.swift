@@ -147,7 +147,8 @@ public actor Sandbox {
         try configuration.validate()
         let mounts = try configuration.validateNetworkAndMounts()
         let qemuOnly =
-            !mounts.isEmpty ? "host folders (--mount)" : !configuration.publish.isEmpty ? "published ports (--publish)" : nil
+            !mounts.isEmpty
+            ? "host folders (--mount)" : !configuration.publish.isEmpty ? "published ports (--publish)" : nil
         let resolution = try BackendResolution.resolve(
             explicit: configuration.backend, host: configuration.host, qemuOnly: qemuOnly)
         try configuration.paths.prepareHome()
@@ -156,7 +157,8 @@ public actor Sandbox {
         if resolution.backend == .qemu {
             let qemu = QEMUAvailability.check(configuration.host)
             guard let choice = qemu.accelerator else {
-                throw SmolVMError(.hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
+                throw SmolVMError(
+                    .hostUnsupported, "QEMU cannot run on this host: \(qemu.problem ?? "unknown problem")")
             }
             accelerator = choice
         } else {

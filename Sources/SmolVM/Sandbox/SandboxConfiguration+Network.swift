@@ -21,7 +21,7 @@ public enum InternetAccess: Sendable, Equatable, Codable, CustomStringConvertibl
         default:
             throw SmolVMError(.invalidArgument, "unknown internet mode '\(text)': use on, off or restricted")
         }
-        if !allow.isEmpty, case .restricted = self {} else if !allow.isEmpty {
+        if self != .restricted(allow: allow), !allow.isEmpty {
             throw SmolVMError(.invalidArgument, "--allow only applies to --internet restricted")
         }
     }
@@ -128,7 +128,8 @@ public struct PortPublication: Sendable, Equatable, Codable, CustomStringConvert
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2 || parts.count == 3 else {
             throw SmolVMError(
-                .invalidArgument, "'\(text)' is not a port publication; write [HOSTIP:]HOSTPORT:GUESTPORT, like 8080:80")
+                .invalidArgument, "'\(text)' is not a port publication; write [HOSTIP:]HOSTPORT:GUESTPORT, like 8080:80"
+            )
         }
         func port(_ value: String, _ what: String) throws -> UInt16 {
             guard let number = UInt16(value), number > 0 else {
@@ -155,7 +156,8 @@ public struct PortPublication: Sendable, Equatable, Codable, CustomStringConvert
         } catch let error as Errno {
             let why =
                 error == .addressInUse
-                ? "is already in use" : error == .addressNotAvailable ? "is not an address of this host" : "cannot be bound"
+                ? "is already in use"
+                : error == .addressNotAvailable ? "is not an address of this host" : "cannot be bound"
             throw SmolVMError(
                 .invalidArgument,
                 "cannot publish guest port \(guestPort) on \(hostAddress):\(hostPort): that host address and port \(why) (\(error)). Fix: choose another host port, or stop what listens there",
@@ -227,7 +229,8 @@ public struct HostMount: Sendable, Equatable, Codable, CustomStringConvertible {
         for reserved in ["/proc", "/sys", "/dev", "/run", "/tmp", "/sbin", "/etc"]
         where guestPath == reserved || guestPath.hasPrefix(reserved + "/") {
             throw SmolVMError(
-                .invalidArgument, "cannot mount onto \(guestPath): \(reserved) belongs to the guest system; use /workspace or /mnt/NAME")
+                .invalidArgument,
+                "cannot mount onto \(guestPath): \(reserved) belongs to the guest system; use /workspace or /mnt/NAME")
         }
         return HostMount(hostPath: real, guestPath: guestPath, writable: writable)
     }

@@ -122,7 +122,8 @@ extension SnapshotManifest {
             try refuse("it was taken with another guest kernel (\(self.kernel.key), now \(kernel.manifest.key))")
         }
         guard self.image.sha256 == image.manifest.sha256 else {
-            try refuse("the image '\(self.image.name)' was rebuilt since (\(self.image.key), now \(image.manifest.key))")
+            try refuse(
+                "the image '\(self.image.name)' was rebuilt since (\(self.image.key), now \(image.manifest.key))")
         }
         guard vmm.path == vmmPath, FileStamp.read(vmmPath) == vmm.stamp else {
             try refuse("the \(backend) binary changed since (\(vmm.path))")

@@ -64,7 +64,8 @@ public struct SnapshotStore: Sendable {
             if error == .exists || error == .notEmpty {
                 throw SmolVMError(
                     .invalidArgument,
-                    "a snapshot named '\(destination.lastPathComponent)' already exists; pick another name or delete it first")
+                    "a snapshot named '\(destination.lastPathComponent)' already exists; pick another name or delete it first"
+                )
             }
             throw SmolVMError(.system, "cannot save the snapshot as \(destination.path): \(error)")
         }

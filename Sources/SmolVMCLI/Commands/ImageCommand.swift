@@ -115,7 +115,10 @@ struct ImageWarmCommand: CLICommand {
         if json {
             Output.printEnvelope(ok: true, data: ["image": configuration.image, "created": made], error: nil)
         } else {
-            print(made ? "boot snapshot for \(configuration.image) ready" : "boot snapshot for \(configuration.image) already up to date")
+            print(
+                made
+                    ? "boot snapshot for \(configuration.image) ready"
+                    : "boot snapshot for \(configuration.image) already up to date")
         }
         return 0
     }

@@ -11,7 +11,8 @@ enum SandboxOptions {
             "--backend", valueName: "NAME", help: "auto, firecracker or qemu (default: $SMOLVM_BACKEND, else auto)."),
         .flag("--cold", help: "Boot the kernel instead of starting from the boot snapshot of this configuration."),
         .value("--internet", valueName: "MODE", help: "on (NAT, the default), off (no route out) or restricted."),
-        .repeating("--allow", valueName: "CIDR", help: "With --internet restricted: an IPv4 range the guest may reach."),
+        .repeating(
+            "--allow", valueName: "CIDR", help: "With --internet restricted: an IPv4 range the guest may reach."),
         .repeating(
             "--publish", "-p", valueName: "[HOSTIP:]HOSTPORT:GUESTPORT",
             help: "Make a guest TCP port reachable on the host (default host address 127.0.0.1)."),
