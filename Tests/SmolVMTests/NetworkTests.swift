@@ -136,14 +136,6 @@ struct NetworkTests {
             #expect(result.status == 125, "\(arguments)")
             #expect(String(decoding: result.stderr, as: UTF8.self).contains(message), "\(arguments)")
         }
-        // Restricted mode needs host-side filtering this build does not do: it fails at create, saying so.
-        var configuration = VMTest.configuration()
-        configuration.internet = .restricted(allow: [try IPv4Range(parsing: "192.0.2.0/24")])
-        await #expect(throws: SmolVMError.self) { _ = try await Sandbox.create(configuration) }
-        let restricted = try await VMTest.cli(
-            ["run", "--image", "minimal", "--internet", "restricted", "--allow", "192.0.2.0/24", "--", "true"])
-        #expect(restricted.status == 125)
-        #expect(String(decoding: restricted.stderr, as: UTF8.self).contains("nftables"))
     }
 
     @Test("parsing: ranges, publications and mount specs")
@@ -307,4 +299,153 @@ struct TCPListenerHolder {
     }
 
     func close() { _ = Glibc.close(fd) }
+}
+
+/// `--internet restricted` against test hosts in network namespaces this
+/// suite creates and removes (documentation ranges, never routed anywhere else).
+@Suite("Restricted internet", .serialized)
+struct RestrictedNetworkTests {
+    /// Two namespaces, each a host at the end of a veth pair serving HTTP on port 8000.
+    final class TestHosts {
+        let suffix = String(UInt32.random(in: 0...0xFFFF), radix: 16)
+        var servers: [pid_t] = []
+        let allowed = "198.51.100.2"
+        let denied = "203.0.113.2"
+
+        var namespaces: [String] { ["smt-a\(suffix)", "smt-b\(suffix)"] }
+
+        func up() async throws {
+            let pairs = [(namespaces[0], "198.51.100.1", allowed), (namespaces[1], "203.0.113.1", denied)]
+            for (index, (namespace, hostSide, guestSide)) in pairs.enumerated() {
+                let outer = "smt\(index)h\(suffix)"
+                let inner = "smt\(index)n\(suffix)"
+                for command in [
+                    ["ip", "netns", "add", namespace],
+                    ["ip", "link", "add", outer, "type", "veth", "peer", "name", inner],
+                    ["ip", "link", "set", inner, "netns", namespace],
+                    ["ip", "addr", "add", "\(hostSide)/30", "dev", outer], ["ip", "link", "set", outer, "up"],
+                    ["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(guestSide)/30", "dev", inner],
+                    ["ip", "netns", "exec", namespace, "ip", "link", "set", inner, "up"],
+                ] {
+                    _ = try await Subprocess.check(command)
+                }
+                let null = try FileDescriptor.open("/dev/null", .readWrite)
+                servers.append(
+                    try Spawn.start(
+                        path: "/usr/sbin/ip",
+                        arguments: [
+                            "ip", "netns", "exec", namespace, "python3", "-m", "http.server", "8000", "--bind",
+                            guestSide,
+                            "--directory", "/tmp",
+                        ], environment: ["PATH=/usr/bin:/bin"], fileDescriptors: [null, null, null]))
+                null.close()
+            }
+        }
+
+        func down() {
+            for server in servers {
+                Spawn.signal(server, SIGKILL)
+                _ = try? Spawn.wait(server)
+            }
+            for namespace in namespaces { RestrictedNetworkTests.quiet(["ip", "netns", "del", namespace]) }
+            for index in 0..<2 { RestrictedNetworkTests.quiet(["ip", "link", "del", "smt\(index)h\(suffix)"]) }
+        }
+    }
+
+    static func quiet(_ arguments: [String]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/" + arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        if (try? process.run()) != nil { process.waitUntilExit() }
+    }
+
+    /// Nil when this host can run the tests; otherwise the one-line reason.
+    static var missing: String? {
+        if geteuid() != 0 { return "needs root (TAP devices, nftables, network namespaces)" }
+        do { _ = try RestrictedNetwork.checkHost() } catch let error as SmolVMError { return error.message } catch {
+            return "\(error)"
+        }
+        return nil
+    }
+
+    static func fetch(_ address: String) -> String {
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 \(address) 8000 | head -1"
+    }
+
+    @Test("only the allowed range is reachable, and the host side is gone after delete")
+    func allowedOnly() async throws {
+        if let missing = Self.missing {
+            print("skipped: restricted internet tests: \(missing)")
+            return
+        }
+        let hosts = TestHosts()
+        defer { hosts.down() }
+        try await hosts.up()
+        var configuration = VMTest.configuration()
+        configuration.internet = .restricted(allow: [try IPv4Range(parsing: "\(hosts.allowed)/32")])
+        let sandbox = try await Sandbox.create(configuration)
+        let id = sandbox.id
+        do {
+            #expect(RestrictedNetwork.exists(for: id))
+            var reached = false
+            for _ in 0..<20 where !reached {
+                reached = try await sandbox.run(.shell(Self.fetch(hosts.allowed))).stdoutText.hasPrefix("HTTP/1.0 200")
+            }
+            #expect(reached, "the allowed test host was not reachable")
+            let denied = try await sandbox.run(.shell(Self.fetch(hosts.denied)))
+            #expect(!denied.stdoutText.contains("HTTP"), "\(denied.stdoutText)")
+            // The guest cannot lift the filter: it lives on the host.
+            _ = try await sandbox.run(.shell("ip route add 203.0.113.0/30 dev eth0 2>/dev/null; true"))
+            #expect(!(try await sandbox.run(.shell(Self.fetch(hosts.denied)))).stdoutText.contains("HTTP"))
+        }
+        await sandbox.delete()
+        #expect(!RestrictedNetwork.exists(for: id), "the TAP device outlived the sandbox")
+        let tables = try await Subprocess.run(["nft", "list", "tables"]).outputText
+        #expect(!tables.contains(RestrictedNetwork.tableName(for: id)), "the nftables table outlived the sandbox")
+    }
+
+    @Test("a named restricted sandbox keeps its filter across stop and start and cleans up on delete; no snapshot")
+    func named() async throws {
+        if let missing = Self.missing {
+            print("skipped: restricted internet tests: \(missing)")
+            return
+        }
+        let hosts = TestHosts()
+        defer { hosts.down() }
+        try await hosts.up()
+        let name = NamedSandboxTests.uniqueName("restricted")
+        let created = try await VMTest.cli([
+            "sandbox", "create", "--name", name, "--image", "minimal", "--internet", "restricted", "--allow",
+            "\(hosts.allowed)/32",
+        ])
+        #expect(created.status == 0, "\(String(decoding: created.stderr, as: UTF8.self))")
+        let id = try Sandbox.info(named: name).id
+        #expect(try await VMTest.cli(["sandbox", "stop", name]).status == 0)
+        #expect(!RestrictedNetwork.exists(for: id))
+        #expect(try await VMTest.cli(["sandbox", "start", name]).status == 0)
+        let reached = try await VMTest.cli(["sandbox", "exec", name, "--", "sh", "-c", Self.fetch(hosts.allowed)])
+        #expect(String(decoding: reached.stdout, as: UTF8.self).hasPrefix("HTTP/1.0 200"))
+        let denied = try await VMTest.cli(["sandbox", "exec", name, "--", "sh", "-c", Self.fetch(hosts.denied)])
+        #expect(!String(decoding: denied.stdout, as: UTF8.self).contains("HTTP"))
+        let snapshot = try await VMTest.cli(["snapshot", "create", name])
+        #expect(snapshot.status == 1)
+        #expect(String(decoding: snapshot.stderr, as: UTF8.self).contains("restricted internet"))
+        try await Sandbox.delete(named: name)
+        #expect(!RestrictedNetwork.exists(for: id))
+    }
+
+    @Test("restricted refuses --publish and a missing --allow, at create")
+    func refusals() async throws {
+        let noAllow = try await VMTest.cli(["run", "--image", "minimal", "--internet", "restricted", "--", "true"])
+        #expect(noAllow.status == 125)
+        #expect(String(decoding: noAllow.stderr, as: UTF8.self).contains("--allow"))
+        let publish = try await VMTest.cli([
+            "run", "--image", "minimal", "--internet", "restricted", "--allow", "198.51.100.2", "-p", "18099:80", "--",
+            "true",
+        ])
+        #expect(publish.status == 125)
+        #expect(String(decoding: publish.stderr, as: UTF8.self).contains("--publish"))
+    }
 }

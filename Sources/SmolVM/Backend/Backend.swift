@@ -14,6 +14,8 @@ struct MachineSpec: Sendable {
     /// The card reaches nothing but published ports (QEMU's `restrict=on`).
     var networkRestricted: Bool = false
     var publish: [PortPublication] = []
+    /// `--internet restricted`: the card is this TAP device, filtered on the host.
+    var restrictedNetwork: RestrictedNetwork? = nil
     /// Validated host folders, in guest mount order.
     var mounts: [HostMount] = []
     var accelerator: AcceleratorChoice

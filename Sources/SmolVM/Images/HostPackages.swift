@@ -7,6 +7,8 @@ public enum HostPackages {
         "qemu-system-x86", "qemu-utils", "linux-source-6.1", "busybox-static", "debootstrap", "e2fsprogs",
         "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "xz-utils", "ca-certificates",
         "libsqlite3-dev",
+        // --internet restricted: the guest's TAP device and its host-side filter.
+        "iproute2", "nftables",
     ]
 
     /// The `apt-get` line that installs `packages`.

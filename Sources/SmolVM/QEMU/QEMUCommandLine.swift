@@ -48,7 +48,9 @@ struct QEMUCommandLine {
             "SWIFT_ROOT=/",
             "smolvm.hostname=\(spec.hostname)",
         ]
-        if spec.network {
+        if let restricted = spec.restrictedNetwork {
+            arguments += restricted.kernelArguments
+        } else if spec.network {
             // QEMU's user-mode network: the guest is 10.0.2.15, the host's NAT gateway 10.0.2.2, DNS 10.0.2.3.
             arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
         }
@@ -88,7 +90,12 @@ struct QEMUCommandLine {
             "-pidfile", paths.pidFile.path,
             "-device", "virtio-rng-device",
         ]
-        if spec.network {
+        if let restricted = spec.restrictedNetwork {
+            args += [
+                "-netdev", "tap,id=net0,ifname=\(restricted.tap.name),script=no,downscript=no",
+                "-device", "virtio-net-device,netdev=net0,mac=\(MachineSpec.formatMACAddress(spec.macAddress))",
+            ]
+        } else if spec.network {
             var netdev = "user,id=net0"
             // The guest reaches nothing, not even the host; forwarded ports still work.
             if spec.networkRestricted { netdev += ",restrict=on" }

@@ -31,6 +31,8 @@ struct RuntimeJanitor {
         let stale = staleDirectories()
         for directory in stale {
             logger.info("removing leftovers of a crashed sandbox: \(directory.path)")
+            let id = directory.lastPathComponent
+            if RestrictedNetwork.exists(for: id) { RestrictedNetwork.remove(for: id) }
             try? FileManager.default.removeItem(at: directory)
         }
         return stale

@@ -56,10 +56,10 @@ extension Sandbox {
             throw error
         }
         do {
-            let (machine, startKind) = try await start(
-                spec(
-                    for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout,
-                    reuseOverlay: false))
+            var machineSpec = spec(
+                for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout, reuseOverlay: false)
+            try await attachNetwork(&machineSpec, internet: configuration.internet)
+            let (machine, startKind) = try await start(machineSpec)
             record.status = .running
             record.vmmPID = machine.pid
             record.vmmStartTime = Spawn.startTime(machine.pid)
@@ -69,6 +69,7 @@ extension Sandbox {
                 accelerator: prepared.accelerator, runtimeDirectory: directory, baseImage: record.rootImage, lock: nil,
                 machine: machine, startKind: startKind, logger: logger)
         } catch {
+            releaseNetwork(id: id, internet: configuration.internet)
             try? FileManager.default.removeItem(at: directory)
             try? store.remove(record.name)
             throw error
@@ -211,11 +212,10 @@ extension Sandbox {
         record.lastError = nil
         try store.update(record)
         do {
-            let machine = try await prepared.backend.boot(
-                spec(
-                    for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout,
-                    reuseOverlay: true),
-                logger: logger)
+            var machineSpec = spec(
+                for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout, reuseOverlay: true)
+            try await attachNetwork(&machineSpec, internet: configuration.internet)
+            let machine = try await prepared.backend.boot(machineSpec, logger: logger)
             machine.detach()
             record.status = .running
             record.vmmPID = machine.pid
@@ -223,6 +223,7 @@ extension Sandbox {
             try store.update(record)
             return record
         } catch {
+            releaseNetwork(id: record.id, internet: record.internet)
             record.status = .error
             record.lastError = "start failed: \(error)"
             try? store.update(record)
@@ -279,7 +280,15 @@ extension Sandbox {
 
     /// Agent shutdown, then the VMM's own quit, then SIGKILL, each with a
     /// deadline; returns once the VMM is gone.
+    /// Stops the VMM and, once it is gone, removes the host side of its network.
     static func stopVMM(_ record: SandboxRecord, graceful: Bool, paths: SmolVMPaths, logger: Logger) async {
+        await stopVMMProcess(record, graceful: graceful, paths: paths, logger: logger)
+        releaseNetwork(id: record.id, internet: record.internet)
+    }
+
+    private static func stopVMMProcess(_ record: SandboxRecord, graceful: Bool, paths: SmolVMPaths, logger: Logger)
+        async
+    {
         guard let pid = record.vmmPID, let startTime = record.vmmStartTime else { return }
         let kind = (try? recordedBackend(record)) ?? .qemu
         guard let backend = try? Backends.make(kind, host: .current) else {

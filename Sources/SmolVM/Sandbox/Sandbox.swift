@@ -116,6 +116,7 @@ public actor Sandbox {
             agentChannels: agentChannels)
         spec.connect(configuration.internet, publish: configuration.publish, mounts: prepared.mounts)
         do {
+            try await attachNetwork(&spec, internet: configuration.internet)
             let (machine, startKind) = try await startMachine(
                 spec, prepared: prepared, configuration: configuration, logger: logger)
             logger.debug("sandbox \(id) ready (pid \(machine.pid), \(prepared.accelerator.accelerator))")
@@ -124,6 +125,7 @@ public actor Sandbox {
                 accelerator: prepared.accelerator, runtimeDirectory: directory, baseImage: prepared.image.url.path,
                 lock: lock, machine: machine, startKind: startKind, logger: logger)
         } catch {
+            releaseNetwork(id: id, internet: configuration.internet)
             try? FileManager.default.removeItem(at: directory)
             lock.release()
             throw error
@@ -146,9 +148,16 @@ public actor Sandbox {
     static func prepare(_ configuration: SandboxConfiguration) async throws -> Prepared {
         try configuration.validate()
         let mounts = try configuration.validateNetworkAndMounts()
-        let qemuOnly =
-            !mounts.isEmpty
-            ? "host folders (--mount)" : !configuration.publish.isEmpty ? "published ports (--publish)" : nil
+        let qemuOnly: String?
+        if !mounts.isEmpty {
+            qemuOnly = "host folders (--mount)"
+        } else if !configuration.publish.isEmpty {
+            qemuOnly = "published ports (--publish)"
+        } else if case .restricted = configuration.internet {
+            qemuOnly = "restricted internet (--internet restricted)"
+        } else {
+            qemuOnly = nil
+        }
         let resolution = try BackendResolution.resolve(
             explicit: configuration.backend, host: configuration.host, qemuOnly: qemuOnly)
         try configuration.paths.prepareHome()
@@ -287,6 +296,7 @@ public actor Sandbox {
         }
         if case .deleted = state { return }
         state = .deleted
+        Sandbox.releaseNetwork(id: id, internet: configuration.internet)
         try? FileManager.default.removeItem(at: runtimeDirectory)
         lock?.release()
         if let name { try? StateStore(paths: configuration.paths).remove(name) }

@@ -245,10 +245,13 @@ extension SandboxConfiguration {
                     .invalidArgument,
                     "--internet restricted needs at least one --allow CIDR (such as --allow 192.0.2.0/24)")
             }
-            throw SmolVMError(
-                .unsupported,
-                "--internet restricted must be enforced on the host (a TAP device filtered by nftables), and this build of SmolVM does not set that up yet. Fix: use --internet off (add --publish to reach guest servers) or --internet on"
-            )
+            guard publish.isEmpty else {
+                throw SmolVMError(
+                    .unsupported,
+                    "--publish works with --internet on or off, not restricted (its card is a host TAP device, not QEMU's user network). Fix: drop --publish, or use --internet off with --publish"
+                )
+            }
+            _ = try RestrictedNetwork.checkHost()
         }
         var seenPorts = Set<String>()
         for publication in publish {
@@ -273,6 +276,23 @@ extension SandboxConfiguration {
     /// starts, not in `prepare`, which also runs for sandboxes that hold them.
     func checkPublishedPorts() throws {
         for publication in publish { try publication.checkAvailable() }
+    }
+}
+
+extension Sandbox {
+    /// Sets up the host side of a restricted sandbox's network (nothing for
+    /// other modes) and puts it in `spec`. The caller removes it with
+    /// `releaseNetwork` when the sandbox's VMM is gone.
+    static func attachNetwork(_ spec: inout MachineSpec, internet: InternetAccess) async throws {
+        guard case .restricted(let allow) = internet else { return }
+        spec.restrictedNetwork = try await RestrictedNetwork.create(
+            for: spec.id, allow: allow, directory: spec.runtimeDirectory)
+        spec.network = true
+        spec.networkRestricted = false
+    }
+
+    static func releaseNetwork(id: String, internet: InternetAccess) {
+        if case .restricted = internet { RestrictedNetwork.remove(for: id) }
     }
 }
 

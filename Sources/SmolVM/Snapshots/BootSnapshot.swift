@@ -108,7 +108,10 @@ extension Sandbox {
         _ spec: MachineSpec, prepared: Prepared, configuration: SandboxConfiguration, logger: Logger
     ) async throws -> (any VirtualMachine, StartKind) {
         // A 9p export cannot be migrated, and the device set differs from every boot snapshot's.
-        guard configuration.startFromSnapshot, spec.mounts.isEmpty, prepared.backend.supportsSnapshots else {
+        // Restricted sandboxes carry their own addresses in the guest; a snapshot's would be wrong.
+        guard configuration.startFromSnapshot, spec.mounts.isEmpty, spec.restrictedNetwork == nil,
+            prepared.backend.supportsSnapshots
+        else {
             return (try await prepared.backend.boot(spec, logger: logger), .coldBoot)
         }
         let boot = BootSnapshot(spec: spec, prepared: prepared, paths: configuration.paths)

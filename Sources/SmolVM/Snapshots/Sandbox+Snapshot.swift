@@ -23,6 +23,12 @@ extension Sandbox {
                 "sandbox \(displayName) has host folders mounted, and a 9p mount cannot be saved in a snapshot. Fix: snapshot a sandbox created without --mount"
             )
         }
+        if case .restricted = configuration.internet {
+            throw SmolVMError(
+                .unsupported,
+                "sandbox \(displayName) has restricted internet, whose guest addresses belong to this sandbox's TAP device, so it cannot be snapshotted. Fix: snapshot a sandbox with --internet on or off"
+            )
+        }
         let prepared = try await Sandbox.prepare(configuration)
         guard prepared.image.url.path == baseImage else {
             throw SmolVMError(
