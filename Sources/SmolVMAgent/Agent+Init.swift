@@ -49,7 +49,10 @@ extension Agent {
             "eth0", inet(String(parts[0])), prefix, gateway.map(inet) ?? 0)
         if result != 0 { Log.info("eth0: \(Errno(rawValue: result))") }
         if let dns {
-            writeFile("/etc/resolv.conf", "nameserver \(dns)\n")
+            // No resolver at all: glibc then asks 127.0.0.1, which refuses at once.
+            writeFile(
+                "/etc/resolv.conf", dns.isEmpty ? "# no resolver: this sandbox has no way out\n" : "nameserver \(dns)\n"
+            )
         }
     }
 

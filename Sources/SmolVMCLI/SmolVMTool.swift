@@ -54,6 +54,7 @@ enum SmolVMTool {
     }
 
     static func main(_ arguments: [String]) async -> Int32 {
+        _ = logLevel
         signal(SIGPIPE, SIG_IGN)
         var command: any CLICommand.Type = Root.self
         var path = ["smolvm"]
@@ -117,14 +118,24 @@ enum SmolVMTool {
 
     /// The library logger for CLI runs: warnings to stderr, more with SMOLVM_LOG.
     static func logger() -> Logger {
-        let level: Logger.Level
-        switch ProcessInfo.processInfo.environment["SMOLVM_LOG"]?.lowercased() {
-        case "trace": level = .trace
-        case "debug": level = .debug
-        case "info": level = .info
-        case "error": level = .error
-        default: level = .warning
-        }
-        return Logger.standardError(label: "smolvm", level: level)
+        Logger.standardError(label: "smolvm", level: logLevel)
     }
+
+    /// Read once, so a bad value is reported once, whatever the command.
+    static let logLevel: Logger.Level = {
+        let requested = ProcessInfo.processInfo.environment["SMOLVM_LOG"]
+        switch requested?.lowercased() {
+        case "trace": return .trace
+        case "debug": return .debug
+        case "info": return .info
+        case "error": return .error
+        case nil, "", "warning": return .warning
+        default:
+            FileHandle.standardError.write(
+                Data(
+                    "smolvm: warning: SMOLVM_LOG='\(requested ?? "")' is not a level; using warning (levels: trace, debug, info, warning, error)\n"
+                        .utf8))
+            return .warning
+        }
+    }()
 }

@@ -213,6 +213,25 @@ struct CLITests {
         let data = try #require(object["data"] as? [[String: Any]])
         #expect(data.contains { $0["name"] as? String == "minimal" && ($0["size"] as? Int ?? 0) > 0 })
     }
+
+    @Test("limits the guest cannot honour and bad environment values are refused up front, naming the fix")
+    func limitsAndEnvironment() async throws {
+        let cpus = try await VMTest.cli(["run", "--image", "minimal", "--cpus", "17", "--", "true"])
+        #expect(cpus.status == 125)
+        #expect(String(decoding: cpus.stderr, as: UTF8.self).contains("from 1 to 16"))
+        let memory = try await VMTest.cli(["run", "--image", "minimal", "--memory", "1048576", "--", "true"])
+        #expect(memory.status == 125)
+        #expect(String(decoding: memory.stderr, as: UTF8.self).contains("more than this host has"))
+        let backend = try await VMTest.cli(["run", "--", "true"], environment: ["SMOLVM_BACKEND": "bogus"])
+        #expect(backend.status == 125)
+        #expect(String(decoding: backend.stderr, as: UTF8.self).contains("SMOLVM_BACKEND"))
+        let timeout = try await VMTest.cli(["run", "--", "true"], environment: ["SMOLVM_BOOT_TIMEOUT": "abc"])
+        #expect(timeout.status == 125)
+        #expect(String(decoding: timeout.stderr, as: UTF8.self).contains("SMOLVM_BOOT_TIMEOUT"))
+        let log = try await VMTest.cli(["image", "list"], environment: ["SMOLVM_LOG": "loud"])
+        #expect(log.status == 0)
+        #expect(String(decoding: log.stderr, as: UTF8.self).contains("SMOLVM_LOG='loud' is not a level"))
+    }
 }
 
 final class PeakRSS: @unchecked Sendable {

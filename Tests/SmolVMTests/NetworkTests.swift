@@ -237,11 +237,26 @@ struct NetworkTests {
             (folder.appendingPathComponent("file").path, "not a directory"),
             ("\(folder.path):/proc", "belongs to the guest system"),
             ("\(folder.path):/a/../b", "absolute path"),
+            ("\(folder.path):/usr", "belongs to the guest system"),
+            ("\(folder.path):/lib", "belongs to the guest system"),
+            ("\(folder.path):/var/lib/smolvm", "belongs to the guest system"),
+            ("\(folder.path)/missing:relative", "must be absolute"),
         ] {
             let result = try await VMTest.cli(["run", "--image", "minimal", "--mount", mount, "--", "true"])
             #expect(result.status == 125, "\(mount)")
             #expect(String(decoding: result.stderr, as: UTF8.self).contains(message), "\(mount): \(message)")
         }
+        let nested = try await VMTest.cli([
+            "run", "--image", "minimal", "--mount", "\(folder.path):/w", "--mount", "\(folder.path):/w/x", "--", "true",
+        ])
+        #expect(nested.status == 125)
+        #expect(String(decoding: nested.stderr, as: UTF8.self).contains("inside another mount"))
+        // A guest path the agent cannot mount onto (a file in the image) fails the create, naming it.
+        let ontoFile = try await VMTest.cli([
+            "run", "--image", "minimal", "--mount", "\(folder.path):/linuxrc", "--", "true",
+        ])
+        #expect(ontoFile.status == 125)
+        #expect(String(decoding: ontoFile.stderr, as: UTF8.self).contains("could not be mounted at /linuxrc"))
         let firecracker = try await VMTest.cli([
             "run", "--image", "minimal", "--backend", "firecracker", "--mount", folder.path, "--", "true",
         ])
@@ -270,6 +285,9 @@ struct NetworkTests {
         #expect(await Self.httpGet(port: port, path: "/i") == "off-but-published\n")
         let out = try await VMTest.cli(["sandbox", "exec", name, "--", "sh", "-c", "nc -w 2 10.0.2.2 80 </dev/null"])
         #expect(out.status != 0)
+        // No resolver to wait for: lookups fail at once instead of timing out.
+        let resolver = try await VMTest.cli(["sandbox", "exec", name, "--", "cat", "/etc/resolv.conf"])
+        #expect(!String(decoding: resolver.stdout, as: UTF8.self).contains("nameserver"))
         try await Sandbox.delete(named: name, force: true)
         #expect((try? TCPPortProbe.bind(address: "127.0.0.1", port: port)) != nil)
     }

@@ -190,6 +190,20 @@ struct SnapshotTests {
 
     @Test("snapshot names are validated, unknown snapshots and sandboxes are clear errors")
     func badNames() async throws {
+        // A snapshot whose manifest cannot be read is listed as such and refused with the fix.
+        let broken = Self.snapshotName("broken")
+        let brokenDirectory = SnapshotStore().directory(broken)
+        try FileManager.default.createDirectory(at: brokenDirectory, withIntermediateDirectories: true)
+        try Data("{\"format\": 1".utf8).write(to: brokenDirectory.appendingPathComponent("manifest.json"))
+        let listed = try await VMTest.cli(["snapshot", "list"])
+        #expect(listed.status == 0)
+        #expect(Self.text(listed.stderr).contains("snapshot '\(broken)' cannot be read"))
+        let restoreBroken = try await VMTest.cli(["snapshot", "restore", broken])
+        #expect(restoreBroken.status == 1)
+        #expect(Self.text(restoreBroken.stderr).contains("smolvm snapshot delete \(broken)"))
+        #expect(try await VMTest.cli(["snapshot", "delete", broken]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: brokenDirectory.path))
+
         let badName = try await VMTest.cli(["snapshot", "restore", "Bad_Name"])
         #expect(badName.status == 2)
         #expect(Self.text(badName.stderr).contains("invalid snapshot name 'Bad_Name'"))
@@ -258,7 +272,29 @@ struct SnapshotTests {
         #expect(boot.exists)
         let fifth = try await Sandbox.create(configuration)
         #expect(fifth.startKind == .bootSnapshot)
+        // The console of a sandbox started from a boot snapshot shows the boot it came from.
+        let console = try String(
+            contentsOf: fifth.runtimeDirectory.appendingPathComponent("console.log"), encoding: .utf8)
+        #expect(console.contains("restored from a snapshot"))
+        #expect(console.contains("smolvm-agent"), "\(console.suffix(500))")
         await fifth.delete()
+
+        // Boot snapshots whose image is gone (setup rebuilt it) are pruned; usable ones stay.
+        let home = SmolVMPaths(home: URL(fileURLWithPath: "/tmp/smolvm-prune-\(UUID().uuidString.prefix(8))"))
+        defer { try? FileManager.default.removeItem(at: home.home) }
+        let store = SnapshotStore(paths: home)
+        var stale = try SnapshotManifest.load(from: boot.directory)
+        stale.image.path = "/nonexistent/rootfs.ext4"
+        for (key, manifest) in [("usable", try SnapshotManifest.load(from: boot.directory)), ("stale", stale)] {
+            try FileManager.default.createDirectory(at: store.bootDirectory(key), withIntermediateDirectories: true)
+            try manifest.save(in: store.bootDirectory(key))
+        }
+        try FileManager.default.createDirectory(
+            at: store.bootDirectory("unreadable"), withIntermediateDirectories: true)
+        try Data("{".utf8).write(to: store.bootDirectory("unreadable").appendingPathComponent("manifest.json"))
+        store.pruneBootSnapshots()
+        let left = try FileManager.default.contentsOfDirectory(atPath: store.bootRoot.path)
+        #expect(left == ["usable"])
     }
 
     /// Runs `body`, then deletes the named sandboxes and snapshots whether it passed or threw.

@@ -36,7 +36,14 @@ public struct BackendResolution: Sendable, Equatable {
             requested = explicit
             source = .argument
         } else if let raw = host.environment["SMOLVM_BACKEND"], !raw.trimmingCharacters(in: .whitespaces).isEmpty {
-            requested = try BackendPreference(parsing: raw)
+            do {
+                requested = try BackendPreference(parsing: raw)
+            } catch let error as SmolVMError {
+                throw SmolVMError(
+                    error.code,
+                    "SMOLVM_BACKEND is set to an unknown value: \(error.message). Fix: unset it or set it to one of those"
+                )
+            }
             source = .environment
         } else {
             requested = .auto
@@ -49,8 +56,7 @@ public struct BackendResolution: Sendable, Equatable {
             if let qemuOnly {
                 throw SmolVMError(
                     .unsupported,
-                    "the Firecracker backend cannot provide \(qemuOnly): Firecracker has no shared-folder device and SmolVM publishes ports only through QEMU's user network. Fix: use --backend qemu (or auto)"
-                )
+                    "the Firecracker backend cannot provide \(qemuOnly). Fix: use --backend qemu (or auto)")
             }
             if let problem = firecracker.problem {
                 throw SmolVMError(.hostUnsupported, "Firecracker cannot run on this host: \(problem)")

@@ -112,3 +112,15 @@ public struct ProbeResult: Sendable, Equatable {
         self.output = output
     }
 }
+
+extension HostFacts {
+    /// The host's physical memory (`MemTotal` in `/proc/meminfo`), or nil where unknown.
+    static func physicalMemoryMiB() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = Int(fields[1]) { return kib / 1024 }
+        }
+        return nil
+    }
+}

@@ -111,13 +111,16 @@ public struct ImageStore: Sendable {
         return manifest
     }
 
-    /// Kernel and image files that named sandboxes boot from.
+    /// Kernel and image files that named sandboxes boot from and that user
+    /// snapshots were taken on: removing them would break those.
     func artifactsInUse() -> Set<String> {
-        guard FileManager.default.fileExists(atPath: paths.home.appendingPathComponent("state.db").path),
-            let records = try? StateStore(paths: paths).records()
-        else { return [] }
-        return Set(
-            records.flatMap { [$0.kernel, $0.rootImage] }.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+        var paths: [String] = SnapshotStore(paths: self.paths).list().flatMap { [$0.kernel.path, $0.image.path] }
+        if FileManager.default.fileExists(atPath: self.paths.home.appendingPathComponent("state.db").path),
+            let records = try? StateStore(paths: self.paths).records()
+        {
+            paths += records.flatMap { [$0.kernel, $0.rootImage] }
+        }
+        return Set(paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
     }
 
     private func removeUnusedArtifacts(in directory: URL, keeping current: String) {
@@ -127,6 +130,7 @@ public struct ImageStore: Sendable {
             let url = directory.appendingPathComponent(entry).standardizedFileURL
             if !inUse.contains(url.path) { try? FileManager.default.removeItem(at: url) }
         }
+        SnapshotStore(paths: paths).pruneBootSnapshots()
     }
 
     /// One row of `smolvm image list`.

@@ -155,6 +155,14 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
 
     private func checkAlive(deadline: ContinuousClock.Instant, timeout: Duration) throws {
         if let termination = watcher.termination {
+            let log = (try? String(contentsOf: paths.vmmLog, encoding: .utf8)) ?? ""
+            if log.contains("Could not set up host forwarding rule") {
+                // The port was free when checked, and something took it before QEMU bound it.
+                throw SmolVMError(
+                    .invalidArgument,
+                    "a host port to publish was taken by another process while the sandbox started. Fix: choose another host port, or stop what listens there\(diagnostics())"
+                )
+            }
             throw SmolVMError(.bootFailed, "QEMU exited during boot (\(termination))\(diagnostics())")
         }
         if ContinuousClock.now > deadline {

@@ -50,6 +50,10 @@ struct QEMUCommandLine {
         ]
         if let restricted = spec.restrictedNetwork {
             arguments += restricted.kernelArguments
+        } else if spec.network && spec.networkRestricted {
+            // A card that reaches nothing but published ports: no way out, and no resolver to
+            // wait for, so lookups and connections fail at once instead of timing out.
+            arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.dns="]
         } else if spec.network {
             // QEMU's user-mode network: the guest is 10.0.2.15, the host's NAT gateway 10.0.2.2, DNS 10.0.2.3.
             arguments += ["smolvm.ip=10.0.2.15/24", "smolvm.gw=10.0.2.2", "smolvm.dns=10.0.2.3"]
@@ -74,19 +78,22 @@ struct QEMUCommandLine {
             "-m", "\(spec.memoryMiB)", "-smp", "\(spec.cpus)",
             "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
             "-kernel", spec.kernel.path, "-append", kernelArguments,
-            "-serial", "file:\(paths.console.path)",
-            "-drive", "id=root,file=\(paths.overlay.path),format=qcow2,if=none,discard=unmap",
+            // append=on: a restarted or restored sandbox keeps the console lines before it.
+            "-chardev", "file,id=console,path=\(Self.optionEscaped(paths.console.path)),append=on",
+            "-serial", "chardev:console",
+            "-drive", "id=root,file=\(Self.optionEscaped(paths.overlay.path)),format=qcow2,if=none,discard=unmap",
             "-device", "virtio-blk-device,drive=root",
             "-device", "virtio-serial-device",
         ]
         for channel in 0..<spec.agentChannels {
             args += [
-                "-chardev", "socket,id=agent\(channel),path=\(paths.agentSocket(channel).path),server=on,wait=off",
+                "-chardev",
+                "socket,id=agent\(channel),path=\(Self.optionEscaped(paths.agentSocket(channel).path)),server=on,wait=off",
                 "-device", "virtserialport,chardev=agent\(channel),name=\(Self.agentPortName(channel))",
             ]
         }
         args += [
-            "-qmp", "unix:\(paths.qmpSocket.path),server=on,wait=off",
+            "-qmp", "unix:\(Self.optionEscaped(paths.qmpSocket.path)),server=on,wait=off",
             "-pidfile", paths.pidFile.path,
             "-device", "virtio-rng-device",
         ]

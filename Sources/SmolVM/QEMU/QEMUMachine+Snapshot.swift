@@ -9,6 +9,8 @@ import SmolVMSystem
 enum QEMUSnapshotFiles {
     static let state = "state.migration"
     static let disk = "disk.qcow2"
+    /// The guest's console up to the save, so `sandbox logs` of a restored sandbox shows its boot.
+    static let console = "console.log"
 }
 
 extension QEMUMachine {
@@ -29,6 +31,7 @@ extension QEMUMachine {
         // The migration flushed and inactivated the disk; the overlay is now
         // consistent with the memory image and nothing writes it.
         try copyFile(from: paths.overlay, to: directory.appendingPathComponent(QEMUSnapshotFiles.disk))
+        try? copyFile(from: paths.console, to: directory.appendingPathComponent(QEMUSnapshotFiles.console))
     }
 
     /// Waits for `-incoming` to load (QMP `query-status` leaves `inmigrate`),
@@ -81,6 +84,11 @@ extension QEMUBackend {
     func restore(_ spec: MachineSpec, from snapshot: URL, logger: Logger) async throws -> any VirtualMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
         try copyFile(from: snapshot.appendingPathComponent(QEMUSnapshotFiles.disk), to: paths.overlay)
+        // QEMU appends to the console file, after the saved guest's own console.
+        var console = (try? Data(contentsOf: snapshot.appendingPathComponent(QEMUSnapshotFiles.console))) ?? Data()
+        console.append(
+            contentsOf: Array("\n[smolvm] restored from a snapshot; the lines above are the saved guest's\n".utf8))
+        try? console.write(to: paths.console)
         var spec = spec
         spec.reuseOverlay = true
         let state = snapshot.appendingPathComponent(QEMUSnapshotFiles.state)

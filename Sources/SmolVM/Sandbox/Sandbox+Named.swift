@@ -215,7 +215,7 @@ extension Sandbox {
             var machineSpec = spec(
                 for: record, accelerator: prepared.accelerator, timeout: configuration.bootTimeout, reuseOverlay: true)
             try await attachNetwork(&machineSpec, internet: configuration.internet)
-            let machine = try await prepared.backend.boot(machineSpec, logger: logger)
+            let machine = try await bootVerified(machineSpec, backend: prepared.backend, logger: logger)
             machine.detach()
             record.status = .running
             record.vmmPID = machine.pid

@@ -150,11 +150,11 @@ public actor Sandbox {
         let mounts = try configuration.validateNetworkAndMounts()
         let qemuOnly: String?
         if !mounts.isEmpty {
-            qemuOnly = "host folders (--mount)"
+            qemuOnly = "host folders (--mount): Firecracker has no shared-folder device"
         } else if !configuration.publish.isEmpty {
-            qemuOnly = "published ports (--publish)"
+            qemuOnly = "published ports (--publish): SmolVM forwards them through QEMU's user network"
         } else if case .restricted = configuration.internet {
-            qemuOnly = "restricted internet (--internet restricted)"
+            qemuOnly = "restricted internet (--internet restricted): SmolVM filters it for QEMU's TAP card only"
         } else {
             qemuOnly = nil
         }

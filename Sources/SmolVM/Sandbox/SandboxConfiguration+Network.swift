@@ -125,6 +125,11 @@ public struct PortPublication: Sendable, Equatable, Codable, CustomStringConvert
     }
 
     public init(parsing text: String) throws {
+        if text.hasPrefix("[") {
+            throw SmolVMError(
+                .invalidArgument,
+                "'\(text)': IPv6 host addresses are not supported; publish on an IPv4 address such as 127.0.0.1")
+        }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2 || parts.count == 3 else {
             throw SmolVMError(
@@ -154,13 +159,25 @@ public struct PortPublication: Sendable, Equatable, Codable, CustomStringConvert
         do {
             try TCPPortProbe.bind(address: hostAddress, port: hostPort)
         } catch let error as Errno {
-            let why =
-                error == .addressInUse
-                ? "is already in use"
-                : error == .addressNotAvailable ? "is not an address of this host" : "cannot be bound"
+            let problem: String
+            let fix: String
+            switch error {
+            case .addressInUse:
+                problem = "that host address and port are already in use"
+                fix = "choose another host port, or stop what listens there"
+            case .addressNotAvailable:
+                problem = "\(hostAddress) is not an address of this host"
+                fix = "use 127.0.0.1 (the default), 0.0.0.0 for every interface, or one of this host's addresses"
+            case .permissionDenied:
+                problem = "ports below 1024 need root"
+                fix = "use a host port of 1024 or more, or run as root"
+            default:
+                problem = "it cannot be bound"
+                fix = "choose another host address or port"
+            }
             throw SmolVMError(
                 .invalidArgument,
-                "cannot publish guest port \(guestPort) on \(hostAddress):\(hostPort): that host address and port \(why) (\(error)). Fix: choose another host port, or stop what listens there",
+                "cannot publish guest port \(guestPort) on \(hostAddress):\(hostPort): \(problem) (\(error)). Fix: \(fix)",
                 underlying: error)
         }
     }
@@ -206,8 +223,11 @@ public struct HostMount: Sendable, Equatable, Codable, CustomStringConvertible {
         let absolute =
             hostPath.hasPrefix("/") ? hostPath : FileManager.default.currentDirectoryPath + "/" + hostPath
         guard let resolved = realpath(absolute, nil) else {
+            let hint =
+                hostPath.contains(":") ? " (a guest folder after ':' must be absolute, as in HOSTDIR:/workspace)" : ""
             throw SmolVMError(
-                .notFound, "cannot mount \(hostPath): it does not exist. Fix: create the folder or correct the path",
+                .notFound,
+                "cannot mount \(hostPath): it does not exist\(hint). Fix: create the folder or correct the path",
                 underlying: Errno.current)
         }
         let real = String(cString: resolved)
@@ -226,7 +246,10 @@ public struct HostMount: Sendable, Equatable, Codable, CustomStringConvertible {
                 "the guest path '\(guestPath)' must be an absolute path like /workspace, without '.', '..' or a trailing '/', and not '/'"
             )
         }
-        for reserved in ["/proc", "/sys", "/dev", "/run", "/tmp", "/sbin", "/etc"]
+        for reserved in [
+            "/proc", "/sys", "/dev", "/run", "/tmp", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr",
+            "/etc", "/boot", "/var/lib/smolvm",
+        ]
         where guestPath == reserved || guestPath.hasPrefix(reserved + "/") {
             throw SmolVMError(
                 .invalidArgument,
@@ -261,10 +284,19 @@ extension SandboxConfiguration {
             }
         }
         let resolved = try mounts.map { try $0.validated() }
-        var seenGuestPaths = Set<String>()
-        for mount in resolved {
-            guard seenGuestPaths.insert(mount.guestPath).inserted else {
-                throw SmolVMError(.invalidArgument, "two folders are mounted at \(mount.guestPath)")
+        for (index, mount) in resolved.enumerated() {
+            for other in resolved[..<index] {
+                guard mount.guestPath != other.guestPath else {
+                    throw SmolVMError(.invalidArgument, "two folders are mounted at \(mount.guestPath)")
+                }
+                let (outer, inner) =
+                    mount.guestPath.count < other.guestPath.count ? (mount, other) : (other, mount)
+                if inner.guestPath.hasPrefix(outer.guestPath + "/") {
+                    throw SmolVMError(
+                        .invalidArgument,
+                        "\(inner.guestPath) is inside another mount, \(outer.guestPath); mount host folders side by side, such as /mnt/a and /mnt/b"
+                    )
+                }
             }
         }
         return resolved
@@ -289,6 +321,44 @@ extension Sandbox {
             for: spec.id, allow: allow, directory: spec.runtimeDirectory)
         spec.network = true
         spec.networkRestricted = false
+    }
+
+    /// Checks, through the guest's `/proc/mounts`, that every host folder is
+    /// mounted where it was asked for: the agent mounts them at boot, before
+    /// anyone can hear about a failure.
+    static func verifyMounts(_ mounts: [HostMount], agent: AgentClient) async throws {
+        guard !mounts.isEmpty else { return }
+        let table = String(decoding: try await agent.download(from: "/proc/mounts"), as: UTF8.self)
+        let mountPoints = Set(
+            table.split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(separator: " ")
+                return fields.count > 1 ? unescapeMountField(String(fields[1])) : nil
+            })
+        for mount in mounts where !mountPoints.contains(mount.guestPath) {
+            throw SmolVMError(
+                .system,
+                "the host folder \(mount.hostPath) could not be mounted at \(mount.guestPath) in the guest (is that path a file, or inside another mount?). Fix: mount it at an empty or new folder such as /workspace or /mnt/NAME"
+            )
+        }
+    }
+
+    /// `/proc/mounts` writes space, tab, newline and backslash as octal escapes.
+    static func unescapeMountField(_ field: String) -> String {
+        var bytes: [UInt8] = []
+        let source = Array(field.utf8)
+        var index = 0
+        while index < source.count {
+            if source[index] == UInt8(ascii: "\\"), index + 3 < source.count,
+                let value = UInt8(String(decoding: source[(index + 1)...(index + 3)], as: UTF8.self), radix: 8)
+            {
+                bytes.append(value)
+                index += 4
+            } else {
+                bytes.append(source[index])
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func releaseNetwork(id: String, internet: InternetAccess) {

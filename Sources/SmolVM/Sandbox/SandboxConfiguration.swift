@@ -30,6 +30,9 @@ public struct SandboxConfiguration: Sendable {
     public var paths: SmolVMPaths = .fromEnvironment()
     public var host: HostFacts = .current
 
+    /// The guest kernel is built with `CONFIG_NR_CPUS=16`; more vCPUs would sit unused.
+    public static let maxCPUs = 16
+
     public init() {}
 
     public init(
@@ -48,8 +51,16 @@ public struct SandboxConfiguration: Sendable {
         guard (64...(1 << 20)).contains(memoryMiB) else {
             throw SmolVMError(.invalidArgument, "memory must be between 64 and 1048576 MiB, got \(memoryMiB)")
         }
-        guard (1...64).contains(cpus) else {
-            throw SmolVMError(.invalidArgument, "cpus must be between 1 and 64, got \(cpus)")
+        guard (1...Self.maxCPUs).contains(cpus) else {
+            throw SmolVMError(
+                .invalidArgument,
+                "cpus must be between 1 and \(Self.maxCPUs) (the guest kernel's limit), got \(cpus)")
+        }
+        if let hostMiB = HostFacts.physicalMemoryMiB(), memoryMiB > hostMiB {
+            throw SmolVMError(
+                .invalidArgument,
+                "memory \(memoryMiB) MiB is more than this host has (\(hostMiB) MiB). Fix: ask for less, such as --memory 512"
+            )
         }
         for key in environment.keys where key.isEmpty || key.contains("=") || key.utf8.contains(0) {
             throw SmolVMError(.invalidArgument, "invalid environment variable name '\(key)'")

@@ -112,7 +112,7 @@ extension Sandbox {
         guard configuration.startFromSnapshot, spec.mounts.isEmpty, spec.restrictedNetwork == nil,
             prepared.backend.supportsSnapshots
         else {
-            return (try await prepared.backend.boot(spec, logger: logger), .coldBoot)
+            return (try await bootVerified(spec, backend: prepared.backend, logger: logger), .coldBoot)
         }
         let boot = BootSnapshot(spec: spec, prepared: prepared, paths: configuration.paths)
         if let machine = await boot.restore(spec, backend: prepared.backend, logger: logger) {
@@ -134,6 +134,21 @@ extension Sandbox {
             throw error
         }
         return (machine, .coldBoot)
+    }
+
+    /// Boots cold and checks that the host folders were mounted; a machine
+    /// whose folders are missing is killed, not handed out.
+    static func bootVerified(_ spec: MachineSpec, backend: any Backend, logger: Logger) async throws
+        -> any VirtualMachine
+    {
+        let machine = try await backend.boot(spec, logger: logger)
+        do {
+            try await verifyMounts(spec.mounts, agent: machine.agent)
+        } catch {
+            await machine.kill()
+            throw error
+        }
+        return machine
     }
 
     /// Makes sure the boot snapshot for `configuration` exists (`smolvm image warm`).

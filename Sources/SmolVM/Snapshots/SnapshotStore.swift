@@ -20,10 +20,39 @@ public struct SnapshotStore: Sendable {
 
     /// Every user snapshot, oldest first. Damaged ones are skipped here and
     /// reported when restored or deleted by name.
-    public func list() throws -> [SnapshotManifest] {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root.path) else { return [] }
-        return names.filter { !$0.hasPrefix(".") }.compactMap { try? SnapshotManifest.load(from: directory($0)) }
-            .sorted { ($0.created, $0.name) < ($1.created, $1.name) }
+    /// Removes boot snapshots that can never be used again: unreadable ones,
+    /// and those whose kernel or image file is gone (rebuilt by `smolvm setup`).
+    func pruneBootSnapshots() {
+        guard let keys = try? FileManager.default.contentsOfDirectory(atPath: bootRoot.path) else { return }
+        for key in keys where !key.hasPrefix(".") {
+            let directory = bootDirectory(key)
+            let usable =
+                (try? SnapshotManifest.load(from: directory)).map {
+                    FileManager.default.fileExists(atPath: $0.kernel.path)
+                        && FileManager.default.fileExists(atPath: $0.image.path)
+                } ?? false
+            if !usable { try? FileManager.default.removeItem(at: directory) }
+        }
+    }
+
+    public func list() -> [SnapshotManifest] {
+        scan().manifests
+    }
+
+    /// Every snapshot directory: the readable ones, and the names of those
+    /// whose manifest cannot be read, with why, so they are shown, not hidden.
+    public func scan() -> (manifests: [SnapshotManifest], damaged: [(name: String, problem: String)]) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root.path) else { return ([], []) }
+        var manifests: [SnapshotManifest] = []
+        var damaged: [(name: String, problem: String)] = []
+        for name in names.sorted() where !name.hasPrefix(".") {
+            do {
+                manifests.append(try SnapshotManifest.load(from: directory(name)))
+            } catch {
+                damaged.append((name, "\(error)"))
+            }
+        }
+        return (manifests.sorted { ($0.created, $0.name) < ($1.created, $1.name) }, damaged)
     }
 
     public func manifest(named name: String) throws -> SnapshotManifest {
@@ -32,7 +61,14 @@ public struct SnapshotStore: Sendable {
         guard FileManager.default.fileExists(atPath: directory.path) else {
             throw SmolVMError(.notFound, "no snapshot named '\(name)'; `smolvm snapshot list` shows them")
         }
-        return try SnapshotManifest.load(from: directory)
+        do {
+            return try SnapshotManifest.load(from: directory)
+        } catch {
+            throw SmolVMError(
+                .corrupted,
+                "snapshot '\(name)' is damaged or was written by another smolvm (\(error)). Fix: delete it with `smolvm snapshot delete \(name)` and take it again",
+                underlying: error)
+        }
     }
 
     /// Removes a snapshot. Sandboxes restored from it keep running: each has

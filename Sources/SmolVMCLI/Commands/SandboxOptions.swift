@@ -26,7 +26,9 @@ enum SandboxOptions {
         var configuration = SandboxConfiguration()
         if let image = arguments.value("--image") { configuration.image = image }
         if let memory = try arguments.integer("--memory", in: 64...1_048_576) { configuration.memoryMiB = memory }
-        if let cpus = try arguments.integer("--cpus", in: 1...64) { configuration.cpus = cpus }
+        if let cpus = try arguments.integer("--cpus", in: 1...SandboxConfiguration.maxCPUs) {
+            configuration.cpus = cpus
+        }
         configuration.startFromSnapshot = !arguments.flag("--cold")
         let allow = try arguments.all("--allow").map { try IPv4Range(parsing: $0) }
         if let internet = arguments.value("--internet") {
@@ -43,9 +45,10 @@ enum SandboxOptions {
         if let backend = arguments.value("--backend") {
             configuration.backend = try BackendPreference(parsing: backend)
         }
-        if let timeout = ProcessInfo.processInfo.environment["SMOLVM_BOOT_TIMEOUT"], let seconds = Double(timeout),
-            seconds > 0
-        {
+        if let timeout = ProcessInfo.processInfo.environment["SMOLVM_BOOT_TIMEOUT"] {
+            guard let seconds = Double(timeout), seconds > 0, seconds < 86400 else {
+                throw UsageError("SMOLVM_BOOT_TIMEOUT must be a number of seconds above 0, got '\(timeout)'")
+            }
             configuration.bootTimeout = .milliseconds(Int64(seconds * 1000))
         }
         return configuration

@@ -84,7 +84,13 @@ struct SnapshotListCommand: CLICommand {
     }
 
     func run() async throws -> Int32 {
-        let snapshots = try SnapshotStore().list()
+        let (snapshots, damaged) = SnapshotStore().scan()
+        for (name, problem) in damaged {
+            FileHandle.standardError.write(
+                Data(
+                    "smolvm: warning: snapshot '\(name)' cannot be read (\(problem)); delete it with `smolvm snapshot delete \(name)`\n"
+                        .utf8))
+        }
         if json {
             Output.printEnvelope(ok: true, data: Output.jsonObject(snapshots), error: nil)
             return 0
