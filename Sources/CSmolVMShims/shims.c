@@ -10,6 +10,7 @@
 #include <net/route.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <pty.h>
 #include <spawn.h>
 #include <signal.h>
@@ -188,12 +189,44 @@ int smolvm_signalfd_init(void) {
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGIO);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -errno;
     int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     return fd < 0 ? -errno : fd;
 }
 
+int smolvm_enable_sigio(int fd) {
+    if (fcntl(fd, F_SETOWN, getpid()) != 0) return -errno;
+    // F_SETSIG fills in si_fd and si_code, so the reader can tell a host
+    // opening or closing the port (POLL_OUT) from data arriving (POLL_IN).
+    if (fcntl(fd, F_SETSIG, SIGIO) != 0) return -errno;
+    return 0;
+}
+
+int smolvm_set_async(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    int wanted = on ? (flags | O_ASYNC) : (flags & ~O_ASYNC);
+    if (wanted != flags && fcntl(fd, F_SETFL, wanted) != 0) return -errno;
+    return 0;
+}
+
+int smolvm_peer_connected(int fd) {
+    struct pollfd entry = {.fd = fd, .events = POLLIN};
+    int n;
+    do {
+        n = poll(&entry, 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    return (entry.revents & POLLHUP) ? 0 : 1;
+}
+
 int smolvm_signalfd_read(int fd) {
+    int source, code;
+    return smolvm_signalfd_read_info(fd, &source, &code);
+}
+
+int smolvm_signalfd_read_info(int fd, int *source, int *code) {
     struct signalfd_siginfo info;
     ssize_t n;
     do {
@@ -201,6 +234,8 @@ int smolvm_signalfd_read(int fd) {
     } while (n < 0 && errno == EINTR);
     if (n < 0) return errno == EAGAIN ? 0 : -errno;
     if (n != sizeof(info)) return 0;
+    *source = info.ssi_fd;
+    *code = info.ssi_code;
     return (int)info.ssi_signo;
 }
 

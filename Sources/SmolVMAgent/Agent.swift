@@ -135,6 +135,10 @@ final class Agent {
     private func readConnectionOnce(_ connection: Connection) -> Bool {
         let count = Glibc.read(connection.fd.rawValue, readBuffer.baseAddress, readBuffer.count)
         if count > 0 {
+            if connection.signalsOnActivity {
+                _ = smolvm_set_async(connection.fd.rawValue, 0)
+                connection.signalsOnActivity = false
+            }
             connection.decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
             do {
                 while let frame = try connection.decoder.next() {
@@ -168,7 +172,14 @@ final class Agent {
         }
         connection.decoder = FrameDecoder()
         if connection.isSerialPort {
-            connection.quietUntil = monotonicMilliseconds() + 20
+            // A hung-up port polls as readable without end: set it aside, and have
+            // the kernel raise SIGIO when a host opens it. The second is a safety net.
+            if !connection.signalsOnActivity {
+                connection.signalsOnActivity = smolvm_set_async(connection.fd.rawValue, 1) == 0
+            }
+            let reopened = smolvm_peer_connected(connection.fd.rawValue) == 1
+            connection.quietUntil =
+                reopened ? 0 : monotonicMilliseconds() + (connection.signalsOnActivity ? 1000 : 20)
         } else {
             connection.isOpen = false
             connections.removeValue(forKey: connection.fd.rawValue)
@@ -222,8 +233,15 @@ final class Agent {
     private func handleSignals() {
         guard let signals else { return }
         while true {
-            let signal = smolvm_signalfd_read(signals.rawValue)
+            var source: Int32 = -1
+            var code: Int32 = 0
+            let signal = smolvm_signalfd_read_info(signals.rawValue, &source, &code)
             if signal <= 0 { break }
+            if signal == SIGIO {
+                // Only quiet ports raise it: their host end opened (or data came); look now.
+                connections[source]?.quietUntil = 0
+                continue
+            }
             if signal == SIGTERM || signal == SIGINT {
                 if isInit { powerOff() }
                 // Outside a VM (development), behave like any daemon.

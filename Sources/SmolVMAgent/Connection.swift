@@ -12,6 +12,9 @@ final class Connection {
     /// While the host end of a serial port is closed, the port reports `POLLHUP`
     /// continuously; the agent then checks it again only after this monotonic time.
     var quietUntil: UInt64 = 0
+    /// `O_ASYNC` is on: set while no host is connected, so its arrival raises
+    /// SIGIO; cleared once data flows, so frames do not raise signals too.
+    var signalsOnActivity = false
     var isOpen = true
 
     init(fd: FileDescriptor, isSerialPort: Bool) {
@@ -131,6 +134,10 @@ extension Agent {
         for port in ports {
             do {
                 let fd = try FileDescriptor.open(port.path, .readWrite)
+                // While no host is behind the port it raises SIGIO when one opens it
+                // (see `disconnect`), so the port need not be polled often meanwhile.
+                let sigio = smolvm_enable_sigio(fd.rawValue)
+                if sigio != 0 { Log.info("\(port.path): no SIGIO (\(Errno(rawValue: -sigio)))") }
                 let connection = Connection(fd: fd, isSerialPort: true)
                 connections[fd.rawValue] = connection
                 greet(connection)

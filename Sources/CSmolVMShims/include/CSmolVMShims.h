@@ -41,7 +41,17 @@ int smolvm_vsock_listen(unsigned int port);
 int smolvm_signalfd_init(void);
 
 /// Reads one signalfd record; returns the signal number, 0 when none, -errno on error.
+/// `fcntl(F_SETOWN, F_SETSIG)`: SIGIO for this fd goes to this process and
+/// carries the fd and the reason; `smolvm_set_async` turns it on and off.
+int smolvm_enable_sigio(int fd);
+/// Sets or clears `O_ASYNC` (for a virtio-serial port: SIGIO when the host end
+/// opens or closes, and when data arrives).
+int smolvm_set_async(int fd, int on);
+/// 1 when `poll` shows no hang-up on `fd` now, 0 when it does, -errno on error.
+int smolvm_peer_connected(int fd);
 int smolvm_signalfd_read(int fd);
+/// Like `smolvm_signalfd_read`, also giving the signal's `ssi_fd` and `ssi_code`.
+int smolvm_signalfd_read_info(int fd, int *source, int *code);
 
 /// Opens a new pseudo-terminal pair; returns 0 or errno.
 int smolvm_openpty(int *master, int *slave, unsigned short rows, unsigned short cols);
