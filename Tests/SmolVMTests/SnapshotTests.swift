@@ -224,7 +224,7 @@ struct SnapshotTests {
             id: "probe", runtimeDirectory: configuration.paths.run, kernel: URL(fileURLWithPath: "/"),
             rootImage: URL(fileURLWithPath: "/"), memoryMiB: 200, cpus: 1, hostname: "probe", network: false,
             accelerator: AcceleratorChoice(accelerator: .tcg, reason: "", overridden: false),
-            bootTimeout: .seconds(1), agentChannels: Sandbox.agentChannels)
+            bootTimeout: .seconds(1), agentChannels: Sandbox.ownedAgentChannels)
         spec.connect(configuration.internet, publish: [], mounts: [])
         let prepared = try await Sandbox.prepare(configuration)
         let boot = BootSnapshot(spec: spec, prepared: prepared, paths: configuration.paths)

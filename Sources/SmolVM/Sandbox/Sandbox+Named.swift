@@ -99,7 +99,7 @@ extension Sandbox {
             memoryMiB: record.memoryMiB, cpus: record.cpus, hostname: record.name, network: false,
             accelerator: accelerator, bootTimeout: timeout)
         spec.connect(record.internet, publish: record.publish, mounts: record.mounts)
-        spec.agentChannels = agentChannels
+        spec.agentChannels = namedAgentChannels
         spec.detached = true
         spec.reuseOverlay = reuseOverlay
         return spec
@@ -148,7 +148,7 @@ extension Sandbox {
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
         let machine = try Backends.make(kind, host: host).attach(
             pid: pid, startTime: startTime, runtimeDirectory: directory, logger: logger)
-        try await machine.connect(timeout: .seconds(30), channels: agentChannels)
+        try await machine.connect(timeout: .seconds(30), channels: namedAgentChannels)
         let resolution = BackendResolution(
             requested: BackendPreference(rawValue: kind.rawValue) ?? .auto, source: .argument, backend: kind,
             reason: "recorded when the sandbox was created")
@@ -304,7 +304,7 @@ extension Sandbox {
         if record.status == .paused { _ = await withTimeout(.seconds(3)) { try await machine.resume() } }
         if graceful {
             let connected = await withTimeout(.seconds(10)) {
-                try await machine.connect(timeout: .seconds(8), channels: agentChannels)
+                try await machine.connect(timeout: .seconds(8), channels: namedAgentChannels)
             }
             if !connected { machine.detach() }
             // Without an agent, stop goes straight to the VMM's own quit, then SIGKILL.

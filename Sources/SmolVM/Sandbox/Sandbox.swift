@@ -36,10 +36,15 @@ public actor Sandbox {
     public nonisolated let startKind: StartKind
     /// The read-only base image under the sandbox's writable layer.
     nonisolated let baseImage: String
-    /// Agent channels of every sandbox: how many host processes can use it at
-    /// once. Named and ephemeral sandboxes have the same devices, so they share
-    /// boot snapshots.
-    static let agentChannels = 4
+    /// Agent channels: how many host processes can use a sandbox at once. A
+    /// sandbox owned by one process needs one; a named sandbox serves any
+    /// process. Idle channels are not free under emulation (about 15 MiB of
+    /// VMM memory and slower round trips for three), so owned sandboxes do not
+    /// carry them; the two kinds have boot snapshots of their own.
+    static let ownedAgentChannels = 1
+    static let namedAgentChannels = 4
+    /// The channel count of this sandbox's machine.
+    nonisolated var agentChannels: Int { name == nil ? Self.ownedAgentChannels : Self.namedAgentChannels }
     let logger: Logger
     var state: State
     private let lock: FileLock?
@@ -113,7 +118,7 @@ public actor Sandbox {
             id: id, runtimeDirectory: directory, kernel: prepared.kernel.url, rootImage: prepared.image.url,
             memoryMiB: configuration.memoryMiB, cpus: configuration.cpus, hostname: "smolvm-\(id.prefix(8))",
             network: false, accelerator: prepared.accelerator, bootTimeout: configuration.bootTimeout,
-            agentChannels: agentChannels)
+            agentChannels: ownedAgentChannels)
         spec.connect(configuration.internet, publish: configuration.publish, mounts: prepared.mounts)
         do {
             try await attachNetwork(&spec, internet: configuration.internet)

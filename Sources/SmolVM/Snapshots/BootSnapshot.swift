@@ -66,8 +66,8 @@ struct BootSnapshot {
     /// configuration. Best effort: a failure costs only the speed-up; the
     /// machine is running again either way, or this throws.
     func capture(
-        _ machine: any VirtualMachine, prepared: Sandbox.Prepared, configuration: SandboxConfiguration,
-        logger: Logger
+        _ machine: any VirtualMachine, agentChannels: Int, prepared: Sandbox.Prepared,
+        configuration: SandboxConfiguration, logger: Logger
     ) async throws {
         guard !exists else { return }
         let staging: URL
@@ -82,7 +82,7 @@ struct BootSnapshot {
         do {
             _ = try await Sandbox.capture(
                 machine, wasPaused: false, into: staging, name: "boot-\(key)", kind: .boot, source: "boot",
-                prepared: prepared, configuration: configuration, logger: logger)
+                agentChannels: agentChannels, prepared: prepared, configuration: configuration, logger: logger)
             // Another process may have made the same one meanwhile; either is as good.
             try? store.publish(staging, as: directory)
         } catch {
@@ -128,7 +128,9 @@ extension Sandbox {
         }
         let machine = try await prepared.backend.boot(cold, logger: logger)
         do {
-            try await boot.capture(machine, prepared: prepared, configuration: configuration, logger: logger)
+            try await boot.capture(
+                machine, agentChannels: spec.agentChannels, prepared: prepared, configuration: configuration,
+                logger: logger)
         } catch {
             await machine.kill()
             throw error
@@ -169,7 +171,7 @@ extension Sandbox {
             id: "warm", runtimeDirectory: configuration.paths.run, kernel: prepared.kernel.url,
             rootImage: prepared.image.url, memoryMiB: configuration.memoryMiB, cpus: configuration.cpus,
             hostname: "warm", network: false, accelerator: prepared.accelerator,
-            bootTimeout: configuration.bootTimeout, agentChannels: agentChannels)
+            bootTimeout: configuration.bootTimeout, agentChannels: ownedAgentChannels)
         probe.connect(configuration.internet, publish: configuration.publish, mounts: [])
         if BootSnapshot(spec: probe, prepared: prepared, paths: configuration.paths).exists { return false }
         let sandbox = try await create(configuration, logger: logger)

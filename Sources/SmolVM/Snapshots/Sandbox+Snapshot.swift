@@ -42,7 +42,7 @@ extension Sandbox {
         do {
             let manifest = try await Sandbox.capture(
                 machine, wasPaused: paused, into: staging, name: name, kind: .user, source: displayName,
-                prepared: prepared, configuration: configuration, logger: logger)
+                agentChannels: agentChannels, prepared: prepared, configuration: configuration, logger: logger)
             try store.publish(staging, as: store.directory(name))
             return manifest
         } catch {
@@ -57,7 +57,7 @@ extension Sandbox {
     /// The machine is running again (unless it was paused) whether or not the save worked.
     static func capture(
         _ machine: any VirtualMachine, wasPaused: Bool, into directory: URL, name: String, kind: SnapshotManifest.Kind,
-        source: String, prepared: Prepared, configuration: SandboxConfiguration, logger: Logger
+        source: String, agentChannels: Int, prepared: Prepared, configuration: SandboxConfiguration, logger: Logger
     ) async throws -> SnapshotManifest {
         if !wasPaused {
             // Whatever the guest wrote sits in its page cache, which the memory image
