@@ -22,6 +22,9 @@ struct RunCommand: CLICommand {
             "smolvm run --env GREETING='hello world' -- sh -c 'echo $GREETING'",
             "echo data | smolvm run -- wc -c",
             "smolvm run --timeout 5 -- sleep 60",
+            "smolvm run --publish 127.0.0.1:18080:8080 -- python3 -m http.server 8080",
+            "smolvm run --mount .:/workspace -- ls /workspace",
+            "smolvm run --internet off -- sh -c 'echo no way out'",
         ],
         options: SandboxOptions.specs + CommandOptions.specs,
         optionsEndAtFirstPositional: true)

@@ -61,7 +61,11 @@ struct SandboxCreateCommand: CLICommand {
         name: "create",
         abstract: "Boot a named sandbox that keeps running after smolvm exits; print its name.",
         usage: "[--name NAME] [--image NAME] [--memory MIB] [--cpus N] [--env KEY=VALUE]...",
-        examples: ["smolvm sandbox create --name t1", "smolvm sandbox create --image minimal --memory 256"],
+        examples: [
+            "smolvm sandbox create --name t1", "smolvm sandbox create --image minimal --memory 256",
+            "smolvm sandbox create --name web -p 8080:80 --mount ~/site:/srv",
+            "smolvm sandbox create --name jail --internet restricted --allow 198.51.100.0/24",
+        ],
         options: [
             .value(
                 "--name", valueName: "NAME", help: "Name: a-z, 0-9 and '-', up to 63 characters (default: generated)."),
