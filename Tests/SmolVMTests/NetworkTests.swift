@@ -129,6 +129,7 @@ struct NetworkTests {
         for (arguments, message) in [
             (["-p", "80"], "[HOSTIP:]HOSTPORT:GUESTPORT"), (["-p", "0:80"], "not a host port"),
             (["-p", "70000:80"], "not a host port"), (["-p", "1.2.3:80:80"], "not an IPv4 host address"),
+            (["-p", "0.0.0.0:18111:80", "-p", "127.0.0.1:18111:81"], "published twice"),
             (["--internet", "maybe"], "unknown internet mode"), (["--allow", "10.0.0.0/8"], "--internet restricted"),
             (["--internet", "restricted", "--allow", "10.0.0.0/33"], "bad prefix length"),
         ] {
@@ -237,7 +238,8 @@ struct NetworkTests {
             (folder.appendingPathComponent("file").path, "not a directory"),
             ("\(folder.path):/proc", "belongs to the guest system"),
             ("\(folder.path):/a/../b", "absolute path"),
-            ("\(folder.path):/usr", "belongs to the guest system"),
+            ("\(folder.path):/usr", "belongs to the guest system"), ("/proc", "host's kernel and devices"),
+            ("/dev:/mnt/dev", "host's kernel and devices"),
             ("\(folder.path):/lib", "belongs to the guest system"),
             ("\(folder.path):/var/lib/smolvm", "belongs to the guest system"),
             ("\(folder.path)/missing:relative", "must be absolute"),

@@ -166,6 +166,14 @@ struct SnapshotTests {
         #expect(Self.text(refused.stderr).contains("does not match its checksum"))
         #expect((try? Sandbox.info(named: target)) == nil, "a refused restore left a sandbox record")
 
+        // A file the manifest does not list would be used unchecked: refused too.
+        let stray = directory.appendingPathComponent("extra.bin")
+        try Data("x".utf8).write(to: stray)
+        let unlisted = try await VMTest.cli(["snapshot", "restore", snapshot, "--name", target])
+        #expect(unlisted.status == 1)
+        #expect(Self.text(unlisted.stderr).contains("does not list extra.bin"), "\(Self.text(unlisted.stderr))")
+        try FileManager.default.removeItem(at: stray)
+
         // Put it back: the same bytes are accepted again (then remove that sandbox).
         try original.write(to: state)
         #expect(try await VMTest.cli(["snapshot", "restore", snapshot, "--name", target]).status == 0)

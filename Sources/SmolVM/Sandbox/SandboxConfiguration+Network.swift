@@ -232,6 +232,12 @@ public struct HostMount: Sendable, Equatable, Codable, CustomStringConvertible {
         }
         let real = String(cString: resolved)
         free(resolved)
+        for system in ["/proc", "/sys", "/dev"] where real == system || real.hasPrefix(system + "/") || real == "/" {
+            throw SmolVMError(
+                .invalidArgument,
+                "cannot mount \(hostPath): \(real == "/" ? "the host's root" : system) would expose the host's kernel and devices to the guest; mount a project folder instead"
+            )
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: real, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw SmolVMError(.invalidArgument, "cannot mount \(hostPath): it is not a directory; mount its folder")
@@ -276,11 +282,18 @@ extension SandboxConfiguration {
             }
             _ = try RestrictedNetwork.checkHost()
         }
-        var seenPorts = Set<String>()
-        for publication in publish {
-            guard seenPorts.insert("\(publication.hostAddress):\(publication.hostPort)").inserted else {
+        for (index, publication) in publish.enumerated() {
+            // 0.0.0.0 covers every address, so it clashes with any other use of the port.
+            let clash = publish[..<index].first {
+                $0.hostPort == publication.hostPort
+                    && ($0.hostAddress == publication.hostAddress || $0.hostAddress == "0.0.0.0"
+                        || publication.hostAddress == "0.0.0.0")
+            }
+            if let clash {
                 throw SmolVMError(
-                    .invalidArgument, "host port \(publication.hostAddress):\(publication.hostPort) is published twice")
+                    .invalidArgument,
+                    "host port \(publication.hostPort) is published twice (\(clash.hostAddress) and \(publication.hostAddress)); use one host port per guest port"
+                )
             }
         }
         let resolved = try mounts.map { try $0.validated() }

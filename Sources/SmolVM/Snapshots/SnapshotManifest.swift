@@ -133,6 +133,14 @@ extension SnapshotManifest {
     /// Checks that every file is present and unchanged; a file touched since
     /// it was hashed is hashed again.
     func verifyFiles(in directory: URL) async throws {
+        // A file the manifest does not list would be used unchecked.
+        let present = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for fileName in present where fileName != Self.fileName && files[fileName] == nil {
+            throw SmolVMError(
+                .corrupted,
+                "snapshot '\(name)' is damaged: its manifest does not list \(fileName). Delete it with `smolvm snapshot delete \(name)`"
+            )
+        }
         for (fileName, file) in files.sorted(by: { $0.key < $1.key }) {
             let path = directory.appendingPathComponent(fileName).path
             guard let stamp = FileStamp.read(path) else {
