@@ -93,12 +93,19 @@ extension QEMUBackend {
         spec.reuseOverlay = true
         let state = snapshot.appendingPathComponent(QEMUSnapshotFiles.state)
         let machine = try await launch(spec, incoming: "exec:cat \(shellQuoted(state.path))", logger: logger)
+        // A restore answers in well under a second; a state that loads but never
+        // answers (damaged memory) must fail in bounded time, not after a whole boot timeout.
+        let timeout = min(spec.bootTimeout, .seconds(30))
         do {
-            try await machine.continueAfterIncoming(timeout: spec.bootTimeout)
-            try await machine.connect(timeout: spec.bootTimeout, channels: spec.agentChannels)
+            try await machine.continueAfterIncoming(timeout: timeout)
+            try await machine.connect(timeout: timeout, channels: spec.agentChannels)
         } catch {
+            let details = machine.diagnostics()
             await machine.kill()
-            throw error
+            throw SmolVMError(
+                .corrupted,
+                "QEMU could not resume the saved state in \(snapshot.path) (\(error)); the snapshot may be damaged or its manifest edited\(details)",
+                underlying: error)
         }
         return machine
     }

@@ -105,7 +105,15 @@ extension Sandbox {
             hostname: spec.hostname,
             realtimeNanoseconds: UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec), seed: seed,
             macAddress: spec.network ? spec.macAddress : [])
-        _ = try await machine.agent.roundTrip(.identity, payload: update.encoded())
+        let agent = machine.agent
+        let payload = update.encoded()
+        // A restored guest that does not answer (a damaged state) must not hang its caller.
+        let done = await withTimeout(.seconds(30)) { _ = try await agent.roundTrip(.identity, payload: payload) }
+        guard done else {
+            throw SmolVMError(
+                .corrupted,
+                "the restored guest did not take its new identity within 30 s; the saved state may be damaged")
+        }
     }
 
     /// The configuration a snapshot was taken with.
