@@ -367,18 +367,9 @@ struct RestrictedNetworkTests {
                 Spawn.signal(server, SIGKILL)
                 _ = try? Spawn.wait(server)
             }
-            for namespace in namespaces { RestrictedNetworkTests.quiet(["ip", "netns", "del", namespace]) }
-            for index in 0..<2 { RestrictedNetworkTests.quiet(["ip", "link", "del", "smt\(index)h\(suffix)"]) }
+            for namespace in namespaces { Subprocess.runQuietly(["ip", "netns", "del", namespace]) }
+            for index in 0..<2 { Subprocess.runQuietly(["ip", "link", "del", "smt\(index)h\(suffix)"]) }
         }
-    }
-
-    static func quiet(_ arguments: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/" + arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil { process.waitUntilExit() }
     }
 
     /// Nil when this host can run the tests; otherwise the one-line reason.

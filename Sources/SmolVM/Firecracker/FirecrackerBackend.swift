@@ -183,9 +183,6 @@ struct FirecrackerBackend: Backend {
         }
         guard
             let mkfs = Subprocess.which("mkfs.ext4")
-                ?? ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].first(where: {
-                    FileManager.default.isExecutableFile(atPath: $0)
-                })
         else {
             throw SmolVMError(.notFound, "mkfs.ext4 was not found. Fix: sudo apt-get install -y e2fsprogs")
         }

@@ -18,24 +18,18 @@ struct RestrictedNetwork: Sendable {
 
     /// Fails, naming what is missing and how to get it, before anything is created.
     static func checkHost() throws -> (ip: String, nft: String) {
-        func tool(_ name: String) -> String? {
-            Subprocess.which(name)
-                ?? ["/usr/sbin/\(name)", "/sbin/\(name)"].first {
-                    FileManager.default.isExecutableFile(atPath: $0)
-                }
-        }
         guard geteuid() == 0 else {
             throw SmolVMError(
                 .hostUnsupported,
                 "--internet restricted filters the guest's traffic on the host with a TAP device and nftables, which needs root (or CAP_NET_ADMIN). Fix: run smolvm as root, or use --internet off or on"
             )
         }
-        guard let ip = tool("ip") else {
+        guard let ip = Subprocess.which("ip") else {
             throw SmolVMError(
                 .hostUnsupported,
                 "--internet restricted needs the ip tool. Fix: sudo apt-get install -y iproute2")
         }
-        guard let nft = tool("nft") else {
+        guard let nft = Subprocess.which("nft") else {
             throw SmolVMError(
                 .hostUnsupported,
                 "--internet restricted needs nftables to enforce the allowed ranges. Fix: sudo apt-get install -y nftables (or run smolvm setup)"
@@ -74,22 +68,8 @@ struct RestrictedNetwork: Sendable {
     /// Removes sandbox `id`'s table and TAP device if they exist. Synchronous
     /// and best effort: it runs while sandboxes are torn down, and after crashes.
     static func remove(for id: String) {
-        for arguments in [
-            ["nft", "delete", "table", "inet", tableName(for: id)], ["ip", "link", "del", TapDevice.name(for: id)],
-        ] {
-            guard
-                let tool = Subprocess.which(arguments[0])
-                    ?? ["/usr/sbin/\(arguments[0])", "/sbin/\(arguments[0])"].first(where: {
-                        FileManager.default.isExecutableFile(atPath: $0)
-                    })
-            else { continue }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: tool)
-            process.arguments = Array(arguments.dropFirst())
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            if (try? process.run()) != nil { process.waitUntilExit() }
-        }
+        Subprocess.runQuietly(["nft", "delete", "table", "inet", tableName(for: id)])
+        Subprocess.runQuietly(["ip", "link", "del", TapDevice.name(for: id)])
     }
 
     /// Whether sandbox `id` has a TAP device on this host (a leftover to clean up, or in use).

@@ -27,10 +27,7 @@ struct TapDevice: Sendable {
         let tap = TapDevice(
             name: name, hostAddress: dotted(base + 1), guestAddress: dotted(base + 2),
             guestMAC: String(format: "06:00:%02x:%02x:%02x:%02x", block >> 16 & 255, block >> 8 & 255, block & 255, 2))
-        guard
-            let ip = Subprocess.which("ip")
-                ?? (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : nil)
-        else {
+        guard let ip = Subprocess.which("ip") else {
             throw SmolVMError(
                 .notFound,
                 "networking needs a TAP device, and the ip tool was not found. Fix: sudo apt-get install -y iproute2, or create the sandbox without networking"
@@ -51,12 +48,7 @@ struct TapDevice: Sendable {
     }
 
     func remove() {
-        // Best effort and synchronous: it runs while a sandbox is being torn down.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Subprocess.which("ip") ?? "/usr/sbin/ip")
-        process.arguments = ["link", "del", name]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil { process.waitUntilExit() }
+        // Synchronous: it runs while a sandbox is being torn down.
+        Subprocess.runQuietly(["ip", "link", "del", name])
     }
 }

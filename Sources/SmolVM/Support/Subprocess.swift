@@ -18,6 +18,18 @@ struct Subprocess {
         var errorText: String { String(decoding: standardError, as: UTF8.self) }
     }
 
+    /// Runs a short command to completion, synchronously, ignoring its output
+    /// and status: best-effort teardown that must also work outside async code.
+    static func runQuietly(_ arguments: [String]) {
+        guard let executable = which(arguments[0]) else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(arguments.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        if (try? process.run()) != nil { process.waitUntilExit() }
+    }
+
     /// Finds an executable in `PATH` (or returns an absolute path unchanged when it is executable).
     static func which(_ name: String, path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
         if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
