@@ -318,18 +318,26 @@ out:
     return err;
 }
 
-int smolvm_set_mac_address(const char *name, const uint8_t mac[6]) {
+int smolvm_set_mac_address(const char *name, const uint8_t mac[6], int *went_down) {
+    *went_down = 0;
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    int err = 0;
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) { err = errno; goto out; }
-    ifr.ifr_flags &= ~IFF_UP;
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) { err = errno; goto out; }
     ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
     memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+    int err = 0;
+    if (ioctl(fd, SIOCSIFHWADDR, &ifr) == 0) goto out;
+    if (errno != EBUSY) { err = errno; goto out; }
+    // Taking the link down drops its addresses and routes: only when the driver insists.
+    struct ifreq flags;
+    memset(&flags, 0, sizeof(flags));
+    strncpy(flags.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFFLAGS, &flags) != 0) { err = errno; goto out; }
+    flags.ifr_flags &= ~IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &flags) != 0) { err = errno; goto out; }
+    *went_down = 1;
     if (ioctl(fd, SIOCSIFHWADDR, &ifr) != 0) { err = errno; goto out; }
 out:
     close(fd);

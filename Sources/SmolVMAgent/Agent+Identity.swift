@@ -30,19 +30,19 @@ extension Agent {
             }
             if result != 0 { failures.append("random seed: \(Errno(rawValue: result))") }
         }
-        if update.hostname.withCString({ sethostname($0, strlen($0)) }) != 0 {
+        if !setHostname(update.hostname) {
             failures.append("hostname: \(Errno.current)")
-        } else {
-            writeFile("/etc/hostname", update.hostname + "\n")
         }
         if update.macAddress.count == 6, access("/sys/class/net/eth0", F_OK) == 0 {
-            let result = update.macAddress.withUnsafeBufferPointer { smolvm_set_mac_address("eth0", $0.baseAddress) }
+            var wentDown: Int32 = 0
+            let result = update.macAddress.withUnsafeBufferPointer {
+                smolvm_set_mac_address("eth0", $0.baseAddress, &wentDown)
+            }
             if result != 0 {
                 failures.append("MAC address: \(Errno(rawValue: result))")
             }
-            // Taking the link down dropped its routes: configure it again.
-            let commandLine = KernelCommandLine.current()
-            if let address = commandLine["ip"] {
+            if wentDown != 0, let address = KernelCommandLine.current()["ip"] {
+                let commandLine = KernelCommandLine.current()
                 configureNetwork(address: address, gateway: commandLine["gw"], dns: commandLine["dns"])
             }
         }

@@ -31,9 +31,7 @@ extension Agent {
 
     func initializeGuest(_ commandLine: KernelCommandLine) {
 
-        let hostname = commandLine["hostname"] ?? "smolvm"
-        _ = hostname.withCString { sethostname($0, strlen($0)) }
-        writeFile("/etc/hostname", hostname + "\n")
+        _ = setHostname(commandLine["hostname"] ?? "smolvm")
 
         let loopback = smolvm_configure_interface("lo", inet("127.0.0.1"), 8, 0)
         if loopback != 0 { Log.info("loopback: \(Errno(rawValue: loopback))") }
@@ -76,6 +74,18 @@ extension Agent {
 
     private func symlinkIfMissing(_ target: String, _ path: String) {
         _ = symlink(target, path)
+    }
+
+    /// sethostname(2). SmolVM's images link /etc/hostname to the kernel's
+    /// hostname, which saves a file write (costly the first time under
+    /// software emulation, on every restore); other images get the file written.
+    func setHostname(_ hostname: String) -> Bool {
+        guard hostname.withCString({ sethostname($0, strlen($0)) }) == 0 else { return false }
+        var status = stat()
+        if lstat("/etc/hostname", &status) != 0 || (status.st_mode & S_IFMT) != S_IFLNK {
+            writeFile("/etc/hostname", hostname + "\n")
+        }
+        return true
     }
 
     func writeFile(_ path: String, _ contents: String) {

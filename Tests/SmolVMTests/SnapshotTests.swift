@@ -94,6 +94,7 @@ struct SnapshotTests {
         let hostnames = try await [first, second, source].asyncMap { try await Self.exec($0, "hostname").out }
         #expect(hostnames[0] == first)
         #expect(hostnames[1] == second)
+        #expect(try await Self.exec(second, "cat /etc/hostname").out == second)
         let random = try await [first, second].asyncMap {
             try await Self.exec($0, "head -c 16 /dev/urandom | od -An -tx1").out
         }
@@ -250,6 +251,8 @@ struct SnapshotTests {
         ]
         #expect(hostnames[0] != hostnames[1])
         #expect(hostnames[1] == "smolvm-\(second.id.prefix(8))\n")
+        // /etc/hostname follows the kernel's hostname, restored guest included.
+        #expect(try await second.run(["cat", "/etc/hostname"]).stdoutText == hostnames[1])
         // The restored guest's clock is the host's, not the snapshot's.
         let guestTime = Int(try await second.run(["date", "+%s"]).stdoutText.dropLast()) ?? 0
         #expect(abs(guestTime - Int(Date().timeIntervalSince1970)) < 30)

@@ -77,9 +77,11 @@ unsigned long long smolvm_process_start_time(pid_t pid);
 /// IPv4 address/prefix, and add a default route through `gateway` (0 for none).
 int smolvm_configure_interface(const char *name, uint32_t address_be, int prefix, uint32_t gateway_be);
 
-/// Sets an interface's MAC address (SIOCSIFHWADDR), taking it down first as
-/// most drivers require. The interface is left down; returns 0 or an errno.
-int smolvm_set_mac_address(const char *name, const uint8_t mac[6]);
+/// Sets an interface's MAC address (SIOCSIFHWADDR). virtio-net changes it on
+/// a live link; a driver that refuses (EBUSY) gets it with the link taken
+/// down, which `*went_down` reports: the link is then left down, its
+/// addresses and routes gone. Returns 0 or an errno.
+int smolvm_set_mac_address(const char *name, const uint8_t mac[6], int *went_down);
 
 /// Mixes `length` bytes into the kernel's entropy pool, credits them
 /// (RNDADDENTROPY on /dev/urandom) and forces the CRNG to reseed

@@ -10,6 +10,9 @@ struct RootfsBuilder {
     let progress: SetupProgress
 
     static let recipeVersion = "1"
+    /// The files SmolVM writes over every tree (`writeGuestFiles`); bumping it
+    /// rebuilds images without downloading a Debian tree again.
+    static let guestFilesVersion = "2"
     static let debianSuite = "bookworm"
     /// The tools an agent expects, on top of debootstrap's minbase (which has bash and coreutils).
     static let debianPackages = ["python3", "ca-certificates", "curl", "git", "procps"]
@@ -25,7 +28,7 @@ struct RootfsBuilder {
             let busybox = try await HostPackages.installedVersion("busybox-static") ?? "unknown"
             let inputs = [
                 "busybox": "busybox-static \(busybox)", "agentSHA256": agentDigest, "recipe": Self.recipeVersion,
-                "size": "128M", Self.protocolInput: agentProtocol,
+                "guestFiles": Self.guestFilesVersion, "size": "128M", Self.protocolInput: agentProtocol,
             ]
             return try await build(name, inputs: inputs, size: "128M", force: force) { tree in
                 try await populateMinimal(tree)
@@ -39,6 +42,7 @@ struct RootfsBuilder {
             var inputs = treeInputs
             inputs["agentSHA256"] = agentDigest
             inputs[Self.protocolInput] = agentProtocol
+            inputs["guestFiles"] = Self.guestFilesVersion
             inputs["size"] = "2G"
             inputs["mirror"] = mirror
             return try await build(name, inputs: inputs, size: "2G", force: force) { tree in
@@ -105,8 +109,14 @@ struct RootfsBuilder {
     }
 
     private func writeGuestFiles(_ tree: URL) throws {
+        // The hostname lives in the kernel; the file shows it, and a write to it sets it.
+        let hostname = tree.appendingPathComponent("etc/hostname")
+        try FileManager.default.createDirectory(
+            at: hostname.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(at: hostname)
+        try FileManager.default.createSymbolicLink(
+            atPath: hostname.path, withDestinationPath: "/proc/sys/kernel/hostname")
         let files = [
-            "etc/hostname": "smolvm\n",
             "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\tsmolvm\n",
             "etc/resolv.conf": "nameserver 10.0.2.3\n",
         ]

@@ -30,8 +30,9 @@ struct QEMUBackend: Backend {
         FileManager.default.fileExists(atPath: QEMURuntimePaths(directory: runtimeDirectory).overlay.path)
     }
 
-    /// Starts QEMU without waiting for the guest.
-    func launch(_ spec: MachineSpec, incoming: String? = nil, logger: Logger) async throws -> QEMUMachine {
+    /// Starts QEMU without waiting for the guest. With `incomingState`, QEMU
+    /// loads that saved state (`-incoming fd:3`, the file opened here) instead of booting.
+    func launch(_ spec: MachineSpec, incomingState: URL? = nil, logger: Logger) async throws -> QEMUMachine {
         let paths = QEMURuntimePaths(directory: spec.runtimeDirectory)
         let sockets = (0..<spec.agentChannels).map(paths.agentSocket) + [paths.qmpSocket]
         for socket in sockets where socket.path.utf8.count > UnixSocket.maxPathLength {
@@ -46,7 +47,17 @@ struct QEMUBackend: Backend {
             try await createOverlay(paths.overlay, over: spec.rootImage)
         }
 
-        let commandLine = QEMUCommandLine(binary: binary, spec: spec, paths: paths, incoming: incoming)
+        // QEMU reads the state straight from the file: no shell, no pipe, one copy.
+        let state = try incomingState.map { url in
+            do {
+                return try FileDescriptor.open(url.path, .readOnly)
+            } catch {
+                throw SmolVMError(.notFound, "cannot open the saved state \(url.path)", underlying: error)
+            }
+        }
+        defer { state?.close() }
+        let commandLine = QEMUCommandLine(
+            binary: binary, spec: spec, paths: paths, incoming: state == nil ? nil : "fd:3")
         logger.debug("starting \(commandLine.arguments.joined(separator: " "))")
         let log = try FileDescriptor.open(paths.vmmLog.path, [.writeOnly, .create, .append], mode: 0o644)
         defer { log.close() }
@@ -59,7 +70,7 @@ struct QEMUBackend: Backend {
         let pid = try await SpawnThread.shared.run {
             try Spawn.start(
                 path: arguments[0], arguments: arguments, environment: environment,
-                fileDescriptors: [null, log, log], options: options)
+                fileDescriptors: [null, log, log] + (state.map { [$0] } ?? []), options: options)
         }
         return QEMUMachine(pid: pid, paths: paths, logger: logger, watcher: ProcessWatcher(child: pid))
     }

@@ -5,7 +5,8 @@ import SmolVMSystem
 /// written to a file, the disk layer as a copy of the sandbox's qcow2 overlay
 /// (its backing file, the shared base image, is never written).
 ///
-/// QEMU 7.2 has no `file:` migration URI, so the stream goes through `exec:`.
+/// QEMU 7.2 has no `file:` migration URI: a save streams through `exec:cat`,
+/// a restore reads the file from a descriptor QEMU inherits (`fd:`).
 enum QEMUSnapshotFiles {
     static let state = "state.migration"
     static let disk = "disk.qcow2"
@@ -92,7 +93,7 @@ extension QEMUBackend {
         var spec = spec
         spec.reuseOverlay = true
         let state = snapshot.appendingPathComponent(QEMUSnapshotFiles.state)
-        let machine = try await launch(spec, incoming: "exec:cat \(shellQuoted(state.path))", logger: logger)
+        let machine = try await launch(spec, incomingState: state, logger: logger)
         // A restore answers in well under a second; a state that loads but never
         // answers (damaged memory) must fail in bounded time, not after a whole boot timeout.
         let timeout = min(spec.bootTimeout, .seconds(30))
