@@ -290,6 +290,21 @@ struct SnapshotTests {
         #expect(console.contains("smolvm-agent"), "\(console.suffix(500))")
         await fifth.delete()
 
+        // Damage that keeps the file's size and modification time (the cheap
+        // check misses it): the restore fails in bounded time and the start falls back to a cold boot.
+        let stamp = try FileManager.default.attributesOfItem(atPath: state.path)[.modificationDate] as! Date
+        var memory = try Data(contentsOf: state)
+        for page in stride(from: memory.count / 10, to: memory.count - 8192, by: 3 * 4096) {
+            memory.replaceSubrange(page..<page + 2048, with: Data(count: 2048))
+        }
+        try memory.write(to: state)
+        try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: state.path)
+        let sixth = try await Sandbox.create(configuration)
+        #expect(sixth.startKind == .coldBoot)
+        #expect(try await sixth.run(["echo", "recovered"]).stdoutText == "recovered\n")
+        await sixth.delete()
+        #expect(boot.exists, "the damaged boot snapshot was not replaced")
+
         // Boot snapshots whose image is gone (setup rebuilt it) are pruned; usable ones stay.
         let home = SmolVMPaths(home: URL(fileURLWithPath: "/tmp/smolvm-prune-\(UUID().uuidString.prefix(8))"))
         defer { try? FileManager.default.removeItem(at: home.home) }

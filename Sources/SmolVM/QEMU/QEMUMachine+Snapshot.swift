@@ -97,9 +97,19 @@ extension QEMUBackend {
         // A restore answers in well under a second; a state that loads but never
         // answers (damaged memory) must fail in bounded time, not after a whole boot timeout.
         let timeout = min(spec.bootTimeout, .seconds(30))
+        // The last resort against a peer that never reads or answers (a write or
+        // a QMP reply that blocks): killing QEMU fails every pending call at once.
+        let watchdog = Task { [watcher = machine.watcher, pid = machine.pid] in
+            try await Task.sleep(for: timeout + .seconds(5))
+            if !watcher.hasExited { Spawn.signal(pid, SIGKILL) }
+        }
+        defer { watchdog.cancel() }
         do {
+            // Connected while the state loads, the agent's channel is open when the
+            // guest wakes: it answers the first ping without a hang-up and reopen first.
+            async let connected: Void = machine.connect(timeout: timeout, channels: spec.agentChannels)
             try await machine.continueAfterIncoming(timeout: timeout)
-            try await machine.connect(timeout: timeout, channels: spec.agentChannels)
+            try await connected
         } catch {
             let details = machine.diagnostics()
             await machine.kill()
