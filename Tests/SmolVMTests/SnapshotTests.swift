@@ -324,6 +324,45 @@ struct SnapshotTests {
     }
 
     /// Runs `body`, then deletes the named sandboxes and snapshots whether it passed or threw.
+    @Test("a snapshot save cut off while the VM is stopped (the saver killed): the next command resumes the sandbox")
+    func interruptedSaveIsRecovered() async throws {
+        let name = NamedSandboxTests.uniqueName("snap-cut")
+        try await Self.cleaningUp(sandboxes: [name], snapshots: []) {
+            let created = try await VMTest.cli([
+                "sandbox", "create", "--name", name, "--image", "minimal", "--memory", "256", "--internet", "off",
+            ])
+            #expect(created.status == 0, "\(Self.text(created.stderr))")
+            let directory = URL(fileURLWithPath: try Sandbox.info(named: name).runtimeDirectory)
+            // What a `snapshot create` killed after QEMU's save leaves: the mark with no
+            // lock holder, and a VM stopped after a completed migration.
+            let interrupted = InterruptedSave(runtimeDirectory: directory)
+            try #require(try interrupted.begin())?.release()
+            #expect(try await Self.stopAfterMigration(QEMURuntimePaths(directory: directory)) == "postmigrate")
+            let after = try await Self.exec(name, "echo alive")
+            #expect(after.status == 0 && after.out == "alive", "\(after)")
+            #expect(!FileManager.default.fileExists(atPath: interrupted.marker.path))
+            #expect(try Sandbox.info(named: name).status == .running)
+            // `sandbox resume` does the same for a sandbox recorded running.
+            try #require(try interrupted.begin())?.release()
+            #expect(try await Self.stopAfterMigration(QEMURuntimePaths(directory: directory)) == "postmigrate")
+            _ = try await Sandbox.resume(named: name)
+            #expect(!FileManager.default.fileExists(atPath: interrupted.marker.path))
+            #expect(try await Self.exec(name, "echo again").out == "again")
+        }
+    }
+
+    /// Stops the VM and saves its state to nowhere, as a snapshot does; returns QEMU's run state after.
+    static func stopAfterMigration(_ paths: QEMURuntimePaths) async throws -> String? {
+        let qmp = try await QMPClient.connect(path: paths.qmpSocket.path)
+        try await qmp.execute("stop")
+        try await qmp.execute("migrate", arguments: ["uri": "exec:cat > /dev/null"])
+        for _ in 0..<1000 {
+            if try await qmp.execute("query-migrate")["status"] as? String == "completed" { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return try await qmp.execute("query-status")["status"] as? String
+    }
+
     static func cleaningUp(
         sandboxes: [String], snapshots: [String], _ body: () async throws -> Void
     ) async throws {

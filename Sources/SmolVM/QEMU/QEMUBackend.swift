@@ -147,6 +147,14 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
         // The agent greets when it opens its port; pings cover a greeting sent
         // before this connection existed (QEMU drops guest output with no client).
         var lastPing = ContinuousClock.now - .seconds(1)
+        // A guest that is stopped or never reads fills the socket and a ping's write
+        // blocks: pings go out one at a time beside this loop, which keeps the deadline.
+        let pingInFlight = InFlightFlag()
+        defer {
+            if client.hello == nil, !client.hasReceivedFrame {
+                client.close(reason: "the guest agent did not answer")
+            }
+        }
         while client.hello == nil, !client.hasReceivedFrame {
             try checkAlive(deadline: deadline, timeout: timeout)
             if client.isClosed {
@@ -156,8 +164,11 @@ final class QEMUMachine: VirtualMachine, @unchecked Sendable {
                 }
                 throw SmolVMError(.agentUnreachable, "the guest agent's channel closed during boot\(diagnostics())")
             }
-            if ContinuousClock.now - lastPing > .milliseconds(50) {
-                try? await client.send(Frame(.ping, id: 0))
+            if ContinuousClock.now - lastPing > .milliseconds(50), pingInFlight.begin() {
+                Task {
+                    try? await client.send(Frame(.ping, id: 0))
+                    pingInFlight.end()
+                }
                 lastPing = ContinuousClock.now
             }
             try await Task.sleep(for: .milliseconds(1))
@@ -258,6 +269,15 @@ func withTimeout(_ timeout: Duration, _ body: @escaping @Sendable () async throw
             }
         }
     }
+}
+
+/// One operation at a time: `begin` is false while one is running.
+final class InFlightFlag: Sendable {
+    private let busy = Atomic<Bool>(false)
+    func begin() -> Bool {
+        busy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+    func end() { busy.store(false, ordering: .releasing) }
 }
 
 private final class OnceContinuation: Sendable {

@@ -148,6 +148,7 @@ extension Sandbox {
         let directory = URL(fileURLWithPath: record.runtimeDirectory)
         let machine = try Backends.make(kind, host: host).attach(
             pid: pid, startTime: startTime, runtimeDirectory: directory, logger: logger)
+        await InterruptedSave(runtimeDirectory: directory).recover(machine, logger: logger)
         try await machine.connect(timeout: .seconds(30), channels: namedAgentChannels)
         let resolution = BackendResolution(
             requested: BackendPreference(rawValue: kind.rawValue) ?? .auto, source: .argument, backend: kind,
@@ -343,7 +344,17 @@ extension Sandbox {
         var record = try store.record(named: name)
         let from: SandboxRecord.Status = pause ? .running : .paused
         let to: SandboxRecord.Status = pause ? .paused : .running
-        if record.status == to { return record }
+        if record.status == to {
+            // "Running" may be a VM a killed snapshot save left stopped: resume means resume.
+            if !pause, let pid = record.vmmPID, let startTime = record.vmmStartTime {
+                let machine = try Backends.make(try recordedBackend(record), host: .current).attach(
+                    pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
+                    logger: .disabled)
+                await InterruptedSave(runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory)).recover(
+                    machine, logger: .disabled)
+            }
+            return record
+        }
         guard record.status == from else {
             throw SmolVMError(
                 .invalidState,

@@ -38,6 +38,12 @@ extension Sandbox {
         }
         try FileManager.default.createDirectory(at: store.root, withIntermediateDirectories: true)
         store.sweepStaging()
+        let interrupted = InterruptedSave(runtimeDirectory: runtimeDirectory)
+        guard let saving = try interrupted.begin() else {
+            throw SmolVMError(
+                .busy, "another smolvm is saving a snapshot of sandbox \(displayName); try again when it finishes")
+        }
+        defer { interrupted.end(saving) }
         let staging = try store.makeStaging(in: store.root)
         do {
             let manifest = try await Sandbox.capture(
@@ -210,5 +216,46 @@ extension Sandbox {
         await sandbox.detach()
         if wasPaused { try await pause(named: sandboxName, paths: paths) }
         return try result.get()
+    }
+}
+
+/// A save leaves QEMU's VM stopped (`postmigrate`) until the saver resumes it;
+/// a saver killed in between would leave a sandbox recorded running that
+/// never answers. The saver marks the save and holds a lock while it runs;
+/// whoever attaches next and finds the mark without its lock resumes the VM.
+struct InterruptedSave {
+    let marker: URL
+    let lockPath: String
+
+    init(runtimeDirectory: URL) {
+        marker = runtimeDirectory.appendingPathComponent("saving")
+        lockPath = runtimeDirectory.appendingPathComponent("save.lock").path
+    }
+
+    /// Takes the save lock and leaves the mark; nil when another save runs.
+    func begin() throws -> FileLock? {
+        guard let lock = try FileLock.tryAcquire(lockPath) else { return nil }
+        FileManager.default.createFile(atPath: marker.path, contents: Data())
+        return lock
+    }
+
+    func end(_ lock: FileLock) {
+        try? FileManager.default.removeItem(at: marker)
+        lock.release()
+    }
+
+    /// Resumes `machine` when a save of it was cut off. Bounded: a VMM that
+    /// does not answer is left to the agent connection's own timeout.
+    func recover(_ machine: any VirtualMachine, logger: Logger) async {
+        guard FileManager.default.fileExists(atPath: marker.path),
+            let lock = try? FileLock.tryAcquire(lockPath)
+        else { return }
+        defer { lock.release() }
+        // The save may have finished between the check and the lock.
+        guard FileManager.default.fileExists(atPath: marker.path) else { return }
+        logger.warning("a snapshot of this sandbox was interrupted while its VM was stopped; resuming the VM")
+        if await withTimeout(.seconds(5), { try await machine.resume() }) {
+            try? FileManager.default.removeItem(at: marker)
+        }
     }
 }
