@@ -346,10 +346,7 @@ extension Sandbox {
         let to: SandboxRecord.Status = pause ? .paused : .running
         if record.status == to {
             // "Running" may be a VM a killed snapshot save left stopped: resume means resume.
-            if !pause, let pid = record.vmmPID, let startTime = record.vmmStartTime {
-                let machine = try Backends.make(try recordedBackend(record), host: .current).attach(
-                    pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
-                    logger: .disabled)
+            if !pause, let machine = try recordedMachine(record) {
                 await InterruptedSave(runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory)).recover(
                     machine, logger: .disabled)
             }
@@ -361,16 +358,21 @@ extension Sandbox {
                 "sandbox '\(name)' is \(record.status.rawValue); only a \(from.rawValue) sandbox can be \(pause ? "paused" : "resumed")"
             )
         }
-        guard let pid = record.vmmPID, let startTime = record.vmmStartTime else {
+        guard let machine = try recordedMachine(record) else {
             throw SmolVMError(.invalidState, "sandbox '\(name)' has no running VMM")
         }
-        let machine = try Backends.make(try recordedBackend(record), host: .current).attach(
-            pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
-            logger: .disabled)
         if pause { try await machine.pause() } else { try await machine.resume() }
         record.status = to
         try store.update(record)
         return record
+    }
+
+    /// The VMM a record names, without connecting to its agent; nil when none is recorded.
+    private static func recordedMachine(_ record: SandboxRecord) throws -> (any VirtualMachine)? {
+        guard let pid = record.vmmPID, let startTime = record.vmmStartTime else { return nil }
+        return try Backends.make(try recordedBackend(record), host: .current).attach(
+            pid: pid, startTime: startTime, runtimeDirectory: URL(fileURLWithPath: record.runtimeDirectory),
+            logger: .disabled)
     }
 
     static func markPaused(_ name: String, _ paused: Bool, paths: SmolVMPaths) async throws {
