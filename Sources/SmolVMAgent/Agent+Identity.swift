@@ -41,9 +41,11 @@ extension Agent {
             if result != 0 {
                 failures.append("MAC address: \(Errno(rawValue: result))")
             }
-            if wentDown != 0, let address = KernelCommandLine.current()["ip"] {
+            if wentDown != 0 {
                 let commandLine = KernelCommandLine.current()
-                configureNetwork(address: address, gateway: commandLine["gw"], dns: commandLine["dns"])
+                if let address = commandLine["ip"] {
+                    configureNetwork(address: address, gateway: commandLine["gw"], dns: commandLine["dns"])
+                }
             }
         }
         if failures.isEmpty {

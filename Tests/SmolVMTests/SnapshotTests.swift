@@ -175,6 +175,20 @@ struct SnapshotTests {
         #expect(Self.text(unlisted.stderr).contains("does not list extra.bin"), "\(Self.text(unlisted.stderr))")
         try FileManager.default.removeItem(at: stray)
 
+        // A broken stream header that the cheap stamp check misses (size and mtime kept):
+        // QEMU refuses it, and the error says what to do.
+        let stamp = try FileManager.default.attributesOfItem(atPath: state.path)[.modificationDate] as! Date
+        var header = original
+        for offset in 0..<32 { header[offset] ^= 0xff }
+        try header.write(to: state)
+        try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: state.path)
+        let unreadable = try await VMTest.cli(["snapshot", "restore", snapshot, "--name", target])
+        #expect(unreadable.status == 1)
+        #expect(
+            Self.text(unreadable.stderr).contains("smolvm snapshot delete \(snapshot)"),
+            "\(Self.text(unreadable.stderr))")
+        #expect((try? Sandbox.info(named: target)) == nil, "a failed restore left a sandbox record")
+
         // Put it back: the same bytes are accepted again (then remove that sandbox).
         try original.write(to: state)
         #expect(try await VMTest.cli(["snapshot", "restore", snapshot, "--name", target]).status == 0)

@@ -168,7 +168,15 @@ extension Sandbox {
                 spec.network = true
                 spec.networkRestricted = true
             }
-            let machine = try await prepared.backend.restore(spec, from: directory, logger: logger)
+            let machine: any VirtualMachine
+            do {
+                machine = try await prepared.backend.restore(spec, from: directory, logger: logger)
+            } catch let error as SmolVMError where error.code == .corrupted {
+                throw SmolVMError(
+                    .corrupted,
+                    "\(error.message)\nFix: delete the snapshot with `smolvm snapshot delete \(snapshot)` and take a new one",
+                    underlying: error.underlying)
+            }
             do {
                 try await refreshIdentity(of: machine, spec: spec)
             } catch {
